@@ -1,0 +1,1 @@
+"""The `cxr-sr` command and the cluster launchers (torchrun, deepspeed, SLURM)."""

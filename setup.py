@@ -1,0 +1,37 @@
+"""cxr-sr: distributed SRGAN training and deployment for 4x chest X-ray super-resolution."""
+from setuptools import find_packages, setup
+
+PACKAGES = ["data_prep", "dist_train", "export", "benchmarks", "launch"]
+
+setup(
+    name="cxr-sr",
+    version="0.1.0",
+    description="Distributed training and deployment of 4x super-resolution for chest X-rays",
+    python_requires=">=3.10",
+    packages=find_packages(include=[p + "*" for p in PACKAGES]),
+    package_data={"dist_train": ["configs/*.yaml"], "launch": ["configs/*", "templates/*"],
+                  "export": ["cpp/*", "cpp/**/*"]},
+    include_package_data=True,
+    install_requires=[
+        # torch 2.11 is what the GPU machines ship; 2.14.1 what the CPU machines install.
+        "torch>=2.11,<2.15",
+        "torchvision>=0.26,<0.30",
+        "deepspeed>=0.19,<0.20",
+        "nvidia-dali-cuda130>=2.4,<3",
+        "webdataset>=1.0,<2",
+        "kaggle>=2.0",
+        "tensorboard>=2.18",
+        "torchmetrics>=1.6",
+        "numpy>=1.26",
+        "pillow>=10",
+        "pyyaml>=6",
+        "tqdm>=4.66",
+        "pydicom>=3.0",
+        "pylibjpeg>=2.0",
+        "pylibjpeg-libjpeg>=2.1",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "pydicom-data>=1.0"],
+    },
+    entry_points={"console_scripts": ["cxr-sr=launch.cli:main"]},
+)
