@@ -118,7 +118,6 @@ class TrainConfig:
     ckpt_every: int = 500
     keep_ckpts: int = 3
     log_every: int = 10
-    image_every: int = 500
     seed: int = 0
     max_bad_steps: int = 20  # consecutive non-finite losses before the run stops
 
@@ -130,7 +129,7 @@ class TrainConfig:
         _require(self.pretrain_steps + self.gan_steps > 0, "train.pretrain_steps",
                  "nothing to train: give pretrain_steps or gan_steps > 0")
         _require(0 <= self.ema_decay < 1, "train.ema_decay", "must be in [0, 1)")
-        for name in ("val_every", "ckpt_every", "log_every", "image_every", "max_bad_steps"):
+        for name in ("val_every", "ckpt_every", "log_every", "max_bad_steps"):
             _require(getattr(self, name) >= 1, f"train.{name}", "must be >= 1")
         _require(self.keep_ckpts >= 1, "train.keep_ckpts", "keep at least 1 checkpoint")
 

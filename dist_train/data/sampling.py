@@ -82,7 +82,8 @@ class Augment:
     """Random augmentation of one training sample, independent of the image size.
 
     ``crop_x``/``crop_y`` in [0, 1) choose the patch: the anchor is ``floor(u * (size - patch + 1))``
-    (``crop_anchor``), uniform over all valid positions. ``transpose`` then ``flip_h``/``flip_v``
+    (``crop_anchor``), uniform over all valid positions, computed in float32 so that DALI's
+    in-graph arithmetic gives the same integer. ``transpose`` then ``flip_h``/``flip_v``
     give the 8 symmetries of the square (all flips and 90-degree rotations).
     """
 
@@ -96,7 +97,7 @@ class Augment:
 def batch_augments(seed: int, rank: int, epoch: int, batch: int, batch_size: int) -> list[Augment]:
     """The augmentation of each slot of batch ``batch`` of ``epoch`` for ``rank``."""
     rng = np.random.default_rng(_seed(seed, _AUGMENT_STREAM, rank, epoch, batch))
-    crops = rng.random((batch_size, 2))
+    crops = rng.random((batch_size, 2), dtype=np.float32)
     flags = rng.integers(0, 2, size=(batch_size, 3)).astype(bool)
     return [Augment(float(c[0]), float(c[1]), bool(f[0]), bool(f[1]), bool(f[2]))
             for c, f in zip(crops, flags)]
@@ -106,7 +107,8 @@ def crop_anchor(u: float, size_px: int, patch_px: int) -> int:
     """Top/left edge of a ``patch_px`` crop chosen by ``u`` in [0, 1) from ``size_px`` pixels."""
     if size_px < patch_px:
         raise ValueError(f"image side {size_px} px is smaller than the patch {patch_px} px")
-    return min(int(math.floor(u * (size_px - patch_px + 1))), size_px - patch_px)
+    product = np.float32(u) * np.float32(size_px - patch_px + 1)  # float32 like the DALI graph
+    return min(int(np.floor(product)), size_px - patch_px)
 
 
 def val_indices(n_samples: int, rank: int, world_size: int, max_images: int = 0) -> np.ndarray:

@@ -1,0 +1,3 @@
+from dist_train.train import main
+
+raise SystemExit(main())

@@ -1,0 +1,123 @@
+"""Complete, atomic checkpoints and the way back from them.
+
+A checkpoint is a folder ``RUN/checkpoints/step_NNNNNNNN``. It is written as
+``step_NNNNNNNN.partial`` by every rank (each rank its own files, the backend its own) and renamed
+by rank 0 only when all ranks have finished, so a folder without the suffix is always complete:
+a kill at any moment leaves the previous checkpoint usable. Only rank 0 deletes old ones.
+
+Files: ``trainer.pt`` (rank 0: step, config, EMA and raw generator weights, counters, metrics),
+``rank{R}.pt`` (each rank: RNG states and data position), plus the backend's own files.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from dist_train import distributed
+from dist_train.distributed import DistEnv
+
+TRAINER_FILE = "trainer.pt"
+_STEP_DIR = re.compile(r"^step_(\d{8})$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message names the folder and the problem."""
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoint folders of a run, oldest first."""
+    folder = checkpoint_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and _STEP_DIR.match(p.name)]
+    return sorted(found, key=lambda p: int(_STEP_DIR.match(p.name).group(1)))
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint of a run, or None."""
+    found = complete_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
+def save_checkpoint(run_dir: Path, step: int, env: DistEnv, keep: int, write: Callable[[Path], None]) -> Path:
+    """Collective: every rank calls ``write(partial_folder)``; returns the complete folder.
+
+    A checkpoint already complete for ``step`` is kept as it is.
+    """
+    final = checkpoint_dir(run_dir) / f"step_{step:08d}"
+    partial = final.with_name(final.name + ".partial")
+    if final.is_dir():
+        return final
+    if env.is_main:
+        shutil.rmtree(partial, ignore_errors=True)  # left by a kill during an earlier write
+        partial.mkdir(parents=True)
+    distributed.barrier()
+    write(partial)
+    distributed.barrier()
+    if env.is_main:
+        _fsync_tree(partial)
+        os.replace(partial, final)
+        for old in complete_checkpoints(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    distributed.barrier()
+    return final
+
+
+def torch_save_atomic(obj, path: Path) -> None:
+    """``torch.save`` to a temporary name, then rename into place."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_file(path: Path, expected_keys: set[str] | None = None, map_location="cpu") -> dict:
+    """Load one checkpoint file; missing or unknown top-level keys are an error."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing from the checkpoint")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a damaged file
+        raise CheckpointError(f"{path}: not a readable checkpoint file ({type(err).__name__})") from None
+    if expected_keys is not None and set(state) != expected_keys:
+        missing, unknown = expected_keys - set(state), set(state) - expected_keys
+        raise CheckpointError(f"{path}: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}")
+    return state
+
+
+def load_generator(run_dir: Path, ema: bool = True, checkpoint: Path | None = None) -> tuple[nn.Module, dict]:
+    """The generator of a run's newest complete checkpoint (EMA weights unless ``ema=False``).
+
+    Returns the module in eval mode on the CPU and a dict with ``config`` (plain dict), ``step``,
+    ``metrics`` (the last validation) and ``checkpoint`` (its folder).
+    """
+    from dist_train.config import config_from_dict
+    from dist_train.models import build_generator
+
+    folder = checkpoint or latest_checkpoint(run_dir)
+    if folder is None:
+        raise CheckpointError(f"{run_dir}: no complete checkpoint under {checkpoint_dir(run_dir)}")
+    state = load_file(Path(folder) / TRAINER_FILE)
+    config = config_from_dict(state["config"])
+    generator = build_generator(config.model)
+    weights = state["ema"]["module"] if ema else state["generator"]
+    generator.load_state_dict(weights)
+    info = {"config": state["config"], "step": state["step"], "metrics": state["metrics"],
+            "checkpoint": str(folder), "weights": "ema" if ema else "raw"}
+    return generator.eval(), info

@@ -1,0 +1,78 @@
+"""The quality protocol of ../shared/CONTRACTS.md §5, on torchmetrics.
+
+SR and HR are compared as single-channel uint8 (SR clamped and rounded) with ``scale`` pixels
+cropped at each border; PSNR (peak 255) and SSIM (Gaussian window 11, sigma 1.5, constants for
+range 255) per image, then averaged over images. Bicubic and the consistency figure (PSNR between
+the bicubic-downsampled SR and the LR input) are always computed beside the model.
+"""
+from __future__ import annotations
+
+import torch
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from dist_train.degradation import bicubic_upsample, downsample
+
+METRIC_NAMES = ("psnr_db", "ssim", "bicubic_psnr_db", "bicubic_ssim", "consistency_psnr_db")
+
+
+def quantize(image: torch.Tensor) -> torch.Tensor:
+    """[0, 1] float -> uint8 gray levels (clamped and rounded), kept as float64 for the arithmetic."""
+    return (image.detach().double().clamp(0.0, 1.0) * 255.0).round()
+
+
+def _crop(image: torch.Tensor, crop: int) -> torch.Tensor:
+    return image[..., crop:image.shape[-2] - crop, crop:image.shape[-1] - crop] if crop > 0 else image
+
+
+def psnr_per_image(sr: torch.Tensor, hr: torch.Tensor, crop: int) -> torch.Tensor:
+    """PSNR in dB of each image of an ``N x 1 x H x W`` pair, on uint8 levels, peak 255."""
+    return peak_signal_noise_ratio(_crop(quantize(sr), crop), _crop(quantize(hr), crop), data_range=255.0,
+                                   reduction="none", dim=(1, 2, 3))
+
+
+def ssim_per_image(sr: torch.Tensor, hr: torch.Tensor, crop: int) -> torch.Tensor:
+    """SSIM of each image (Gaussian window 11, sigma 1.5, K1=0.01, K2=0.03, range 255)."""
+    return structural_similarity_index_measure(
+        _crop(quantize(sr), crop), _crop(quantize(hr), crop), gaussian_kernel=True, sigma=1.5,
+        kernel_size=11, data_range=255.0, k1=0.01, k2=0.03, reduction="none")
+
+
+def consistency_psnr(sr: torch.Tensor, lr: torch.Tensor, scale: int) -> torch.Tensor:
+    """PSNR in dB between the bicubic downsample of (quantized) SR and the LR input, per image."""
+    sr_levels = quantize(sr) / 255.0
+    return psnr_per_image(downsample(sr_levels, scale), lr, crop=0)
+
+
+def evaluate(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, scale: int) -> dict[str, torch.Tensor]:
+    """Per-image figures of the protocol for the model and for bicubic, as float64 tensors of length N."""
+    bicubic = bicubic_upsample(lr.float(), scale)
+    return {
+        "psnr_db": psnr_per_image(sr, hr, scale),
+        "ssim": ssim_per_image(sr, hr, scale),
+        "bicubic_psnr_db": psnr_per_image(bicubic, hr, scale),
+        "bicubic_ssim": ssim_per_image(bicubic, hr, scale),
+        "consistency_psnr_db": consistency_psnr(sr, lr, scale),
+    }
+
+
+class MetricAccumulator:
+    """Sums per-image figures so that ranks can all-reduce (sum, count) and average over images."""
+
+    def __init__(self):
+        self.sums = torch.zeros(len(METRIC_NAMES), dtype=torch.float64)
+        self.count = 0
+
+    def add(self, per_image: dict[str, torch.Tensor]) -> None:
+        for index, name in enumerate(METRIC_NAMES):
+            self.sums[index] += per_image[name].double().cpu().sum()
+        self.count += len(per_image["psnr_db"])
+
+    def as_tensor(self) -> torch.Tensor:
+        """``[sums..., count]`` for an all-reduce."""
+        return torch.cat([self.sums, torch.tensor([float(self.count)], dtype=torch.float64)])
+
+    @staticmethod
+    def means(reduced: torch.Tensor) -> dict[str, float]:
+        """Averages over images from an (all-reduced) ``as_tensor`` result."""
+        count = max(reduced[-1].item(), 1.0)
+        return {name: reduced[i].item() / count for i, name in enumerate(METRIC_NAMES)} | {"images": int(reduced[-1].item())}

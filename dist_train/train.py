@@ -1,0 +1,56 @@
+"""``cxr-sr train`` / ``python -m dist_train``: parse, build the trainer, train, close.
+
+Run it directly for one process, or under ``torchrun`` / ``deepspeed`` for several.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dist_train import distributed
+from dist_train.checkpoint import CheckpointError
+from dist_train.config import ConfigError, load_config
+from dist_train.perceptual import VGGWeightsMissing
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="tiny_cpu",
+                        help="YAML file, or a bundled config name (tiny_cpu, default); default: tiny_cpu")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the newest complete checkpoint in train.out_dir (if any)")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="train the SRGAN (under torchrun/deepspeed for several processes)")
+    add_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dist_train.trainer import Trainer, TooManyBadSteps
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        print(f"cxr-sr train: {err}", file=sys.stderr)
+        return 2
+    env = distributed.init_distributed(cfg.train.device, cfg.dist.comm, cfg.dist.timeout_s)
+    try:
+        trainer = Trainer(cfg, env)
+        if args.resume:
+            trainer.resume()
+        code = trainer.train()
+        trainer.close()
+        return code
+    except (VGGWeightsMissing, FileNotFoundError, CheckpointError, TooManyBadSteps) as err:
+        print(f"cxr-sr train: {err}", file=sys.stderr)
+        return 1
+    finally:
+        distributed.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dist_train", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
