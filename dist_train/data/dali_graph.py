@@ -1,0 +1,94 @@
+"""Building blocks of the DALI pipelines: augmentation and the degradation, inside the graph.
+
+These mirror ``samples`` (crop, dihedral symmetry, validation box) and
+``dist_train.degradation.downsample`` (antialiased bicubic, CONTRACTS §3) operation for operation.
+
+Why not ``fn.resize(interp_type=INTERP_CUBIC, antialias=True)``: its kernel matches PyTorch's
+inside the image, but it extends the image at the border where PyTorch (like PIL) renormalises
+the truncated kernel, so the outer two LR rows and columns differ by up to ~12 gray levels. The
+degradation below is PyTorch's definition written as a normalised convolution: blur with the
+stretched Keys cubic (a = -0.5) under zero padding, divide by the same blur of an all-ones image
+(= the sum of in-bounds weights), then take every ``scale``-th pixel. It agrees with the
+reference to ~1e-4 gray levels everywhere.
+"""
+from __future__ import annotations
+
+import numpy as np
+from nvidia.dali import fn, math as dmath, types
+from nvidia.dali.data_node import DataNode
+
+
+def antialias_bicubic_taps(scale: int) -> np.ndarray:
+    """The ``4*scale`` 1-D weights of PyTorch's antialiased bicubic downsampling by ``scale``.
+
+    Tap ``k`` sits ``k - 2*scale + 0.5`` HR pixels from the LR pixel's centre, which lies between
+    HR pixels ``p - 1`` and ``p`` with ``p = scale*j + scale//2`` for an even ``scale``.
+    """
+    if scale % 2:
+        raise ValueError(f"scale {scale} must be even (the LR centre must fall between HR pixels)")
+    distance = np.abs((np.arange(4 * scale) - 2 * scale + 0.5) / scale)
+    a = -0.5  # Keys' cubic as PIL and PyTorch's antialias path use it (not OpenCV's -0.75)
+    weights = np.where(distance < 1, (a + 2) * distance**3 - (a + 3) * distance**2 + 1,
+                       np.where(distance < 2, a * (distance**3 - 5 * distance**2 + 8 * distance - 4), 0.0))
+    return weights.astype(np.float32)
+
+
+def downsample(hr: DataNode, scale: int, device: str) -> DataNode:
+    """``H x W x 1`` float HR in [0, 1] -> ``H/scale x W/scale x 1`` LR, clamped (CONTRACTS §3)."""
+    taps = antialias_bicubic_taps(scale)
+    taps_y = types.Constant(taps.reshape(-1, 1), device=device)
+    taps_x = types.Constant(taps.reshape(1, -1), device=device)
+
+    def blur(image: DataNode) -> DataNode:
+        image = fn.filter(image, taps_y, border="constant", anchor=[2 * scale, 0], device=device)
+        return fn.filter(image, taps_x, border="constant", anchor=[0, 2 * scale], device=device)
+
+    def every_scale_th_pixel(image: DataNode) -> DataNode:
+        # Nearest-neighbour resizing by 1/scale reads HR pixel scale*j + scale//2 for LR pixel j.
+        lr_size = image.shape(dtype=types.FLOAT)[0:2] * (1.0 / scale)
+        return fn.resize(image, size=lr_size, interp_type=types.INTERP_NN, antialias=False,
+                         device=device)
+
+    blurred = every_scale_th_pixel(blur(hr))
+    weight_sum = every_scale_th_pixel(blur(hr * 0.0 + 1.0))
+    return dmath.clamp(blurred / weight_sum, 0.0, 1.0)
+
+
+def to_unit_float(image: DataNode) -> DataNode:
+    """uint8 -> float32 in [0, 1]."""
+    return fn.cast(image, dtype=types.FLOAT) * (1.0 / 255.0)
+
+
+def random_patch(image: DataNode, crop_uv: DataNode, transpose: DataNode, flip_h: DataNode,
+                 flip_v: DataNode, patch_px: int) -> DataNode:
+    """``samples.augment_patch`` in the graph; call inside a pipeline with conditionals enabled.
+
+    ``crop_uv`` is the float32 pair ``(crop_y, crop_x)`` in [0, 1); the anchor arithmetic is float32
+    like ``sampling.crop_anchor`` so both give the same pixel.
+    """
+    size_hw = image.shape(dtype=types.FLOAT)[0:2]
+    anchor = dmath.min(dmath.floor(crop_uv * (size_hw - (patch_px - 1))), size_hw - patch_px)
+    patch = fn.slice(image, anchor, [float(patch_px), float(patch_px)], axes=[0, 1], normalized_anchor=False,
+                     normalized_shape=False,
+                     out_of_bounds_policy="error")
+    if transpose:
+        patch = fn.transpose(patch, perm=[1, 0, 2], output_layout="HWC")  # layout must match the else branch
+    return fn.flip(patch, horizontal=flip_h, vertical=flip_v)
+
+
+def val_patch(image: DataNode, crop_px: int, scale: int) -> DataNode:
+    """``samples.val_crop`` in the graph: centred ``crop_px`` square, or the image trimmed to a
+    multiple of ``scale``."""
+    size_hw = image.shape(dtype=types.FLOAT)[0:2]
+    if crop_px:
+        box = size_hw * 0.0 + float(crop_px)
+    else:
+        box = dmath.floor(size_hw * (1.0 / scale)) * float(scale)
+    anchor = dmath.floor((size_hw - box) * 0.5)
+    return fn.slice(image, anchor, box, axes=[0, 1], normalized_anchor=False,
+                    normalized_shape=False, out_of_bounds_policy="error")
+
+
+def to_chw(image: DataNode) -> DataNode:
+    """``H x W x 1`` -> ``1 x H x W`` so that a batch is ``N x 1 x H x W``."""
+    return fn.transpose(image, perm=[2, 0, 1])

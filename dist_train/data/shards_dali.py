@@ -1,0 +1,218 @@
+"""Backend ``dali``: the shard set decoded by DALI (``mixed`` on GPU, ``cpu`` without one).
+
+Semantics (see ``sampling`` for the shared plan):
+
+* One pipeline per epoch. Its reader is DALI's own shard ``(rank + epoch) % world_size`` of
+  ``world_size`` with ``stick_to_shard`` and ``pad_last_batch``, so the ranks read disjoint
+  contiguous chunks that together cover the split, in every epoch.
+* Shuffling is DALI's shuffle buffer (``random_shuffle``, ``initial_fill``) inside that chunk,
+  seeded by ``sampling.pipeline_seed(seed, rank, epoch)``: same seed, same batches; but not the
+  permutation the torch twin draws, so the two backends agree on *which* samples a rank sees in an
+  epoch and (with shuffling off) on every pixel, not on the order when shuffling.
+* Padding: all ranks run ``sampling.batches_per_epoch`` batches; DALI fills the tail of a short
+  chunk by repeating its last sample (the torch twin cycles the chunk instead).
+* The augmentation parameters come from ``sampling.batch_augments`` through an external source,
+  so a batch depends only on (seed, rank, epoch, batch index) and the sample the reader gives.
+* Resume: rebuild the epoch's pipeline and run (and drop) the batches already consumed. Exact, and
+  costs at most one epoch of decoding once per resume.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from nvidia.dali import fn, pipeline_def, types
+from nvidia.dali.pipeline import Pipeline
+from nvidia.dali.plugin.pytorch import feed_ndarray
+
+from dist_train.config import Config
+from dist_train.data import dali_graph, sampling
+from dist_train.data.shardset import SplitShards, load_split
+
+READER_NAME = "shards"
+
+
+def _dali_device(cfg: Config, device: torch.device) -> tuple[str, int | None]:
+    """(device of the operators after decoding, DALI device_id). ``device_id`` must be None on a
+    machine without a GPU: any integer fails there, even for CPU-only pipelines."""
+    if cfg.data.device == "gpu":
+        if device.type != "cuda":
+            raise ValueError("data.device=gpu decodes on the GPU and needs train.device cuda; "
+                             "set data.device=cpu")
+        return "gpu", device.index if device.index is not None else torch.cuda.current_device()
+    return "cpu", None
+
+
+def _read(split: SplitShards, shard_id: int, num_shards: int, shuffle: bool, pad: bool,
+          decode_device: str):
+    """Reader + decoder: (``H x W x 1`` uint8 image, source_info bytes)."""
+    png = fn.readers.webdataset(
+        paths=split.tar_paths, index_paths=split.index_paths, ext=["png"],
+        missing_component_behavior="error", name=READER_NAME, shard_id=shard_id,
+        num_shards=num_shards, stick_to_shard=True, pad_last_batch=pad, random_shuffle=shuffle)
+    source_info = png.property("source_info")
+    image = fn.decoders.image(png, device="mixed" if decode_device == "gpu" else "cpu",
+                              output_type=types.GRAY)
+    return image, source_info
+
+
+def _augment_source(seed: int, rank: int, epoch: int, batch_size: int) -> Callable:
+    """External-source callback: the ``sampling.batch_augments`` of the batch DALI asks for."""
+    def source(info) -> tuple[list, list, list, list]:
+        augments = sampling.batch_augments(seed, rank, epoch, info.iteration, batch_size)
+        return ([np.array([a.crop_y, a.crop_x], dtype=np.float32) for a in augments],
+                [np.array(a.transpose) for a in augments],
+                [np.array(a.flip_h, dtype=np.int32) for a in augments],
+                [np.array(a.flip_v, dtype=np.int32) for a in augments])
+    return source
+
+
+@pipeline_def(enable_conditionals=True)
+def _train_pipeline(split: SplitShards, shard_id: int, num_shards: int, shuffle: bool,
+                    augment_source: Callable, patch_px: int, scale: int, device: str):
+    image, source_info = _read(split, shard_id, num_shards, shuffle, True, device)
+    crop_uv, transpose, flip_h, flip_v = fn.external_source(
+        source=augment_source, num_outputs=4, batch=True, batch_info=True)
+    hr = dali_graph.to_unit_float(
+        dali_graph.random_patch(image, crop_uv, transpose, flip_h, flip_v, patch_px))
+    lr = dali_graph.downsample(hr, scale, device)
+    return dali_graph.to_chw(lr), dali_graph.to_chw(hr), source_info
+
+
+@pipeline_def
+def _val_pipeline(split: SplitShards, shard_id: int, num_shards: int, crop_px: int, scale: int,
+                  device: str):
+    image, source_info = _read(split, shard_id, num_shards, False, False, device)
+    hr = dali_graph.to_unit_float(dali_graph.val_patch(image, crop_px, scale))
+    lr = dali_graph.downsample(hr, scale, device)
+    return dali_graph.to_chw(lr), dali_graph.to_chw(hr), source_info
+
+
+def _to_torch(batch, device: torch.device) -> torch.Tensor:
+    """Copy a uniform DALI batch into a new torch tensor (DALI reuses its buffers next run)."""
+    dense = batch.as_tensor()
+    out = torch.empty(dense.shape(), dtype=torch.float32, device=device)
+    stream = torch.cuda.current_stream(device) if device.type == "cuda" else None
+    feed_ndarray(dense, out, cuda_stream=stream)
+    return out
+
+
+def _keys(source_info) -> list[str]:
+    """Sample keys from DALI's ``source_info`` (``tar:offset:name.png``)."""
+    infos = [np.array(source_info[i]).tobytes().decode() for i in range(len(source_info))]
+    return [info.rsplit(":", 1)[-1].rsplit(".", 1)[0] for info in infos]
+
+
+class DaliTrainLoader:
+    """``TrainLoader`` over the train split: DALI decoding, in-graph LR, resumable position."""
+
+    def __init__(self, cfg: Config, rank: int, world_size: int, device: torch.device,
+                 split: SplitShards | None = None, shuffle: bool = True):
+        self._cfg = cfg
+        self._rank, self._world_size = rank, world_size
+        self._device = device
+        self._op_device, self._device_id = _dali_device(cfg, device)
+        self._split = split if split is not None else load_split(cfg.data.shards, "train")
+        self._shuffle = shuffle
+        self._batches_per_epoch = sampling.batches_per_epoch(
+            self._split.n_samples, world_size, cfg.data.batch_size)
+        self._epoch = 0
+        self._batch = 0
+        self._pipe: Pipeline | None = None
+        self.last_keys: list[str] = []  # sample keys of the last batch, for tests and debugging
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self._batches_per_epoch
+
+    def _build(self, epoch: int) -> Pipeline:
+        data = self._cfg.data
+        pipe = _train_pipeline(
+            self._split, sampling.rank_chunk(self._rank, self._world_size, epoch),
+            self._world_size, self._shuffle,
+            _augment_source(self._cfg.train.seed, self._rank, epoch, data.batch_size),
+            data.patch_px, self._cfg.model.scale, self._op_device,
+            batch_size=data.batch_size, num_threads=max(1, data.workers), device_id=self._device_id,
+            seed=sampling.pipeline_seed(self._cfg.train.seed, self._rank, epoch))
+        pipe.build()
+        return pipe
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next ``(lr_batch, hr_batch)``; a new epoch's pipeline is built when one ends."""
+        if self._pipe is None:
+            self._pipe = self._build(self._epoch)
+            for _ in range(self._batch):  # resume: replay the consumed part of the epoch
+                self._pipe.run()
+        lr, hr, source_info = self._pipe.run()
+        self.last_keys = _keys(source_info)
+        lr_batch, hr_batch = _to_torch(lr, self._device), _to_torch(hr, self._device)
+        self._batch += 1
+        if self._batch == self._batches_per_epoch:
+            self._epoch, self._batch = self._epoch + 1, 0
+            self._pipe = None
+        return lr_batch, hr_batch
+
+    def state_dict(self) -> dict:
+        """Position of the next batch, with what it depends on."""
+        return {"epoch": self._epoch, "batch": self._batch, "backend": "dali",
+                "world_size": self._world_size, "batch_size": self._cfg.data.batch_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue at ``state``'s position; the plan must be the one that wrote it."""
+        _check_resumable(state, self._world_size, self._cfg.data.batch_size)
+        self._epoch, self._batch = int(state["epoch"]), int(state["batch"])
+        self._pipe = None
+
+    def close(self) -> None:
+        self._pipe = None
+
+
+def _check_resumable(state: dict, world_size: int, batch_size: int) -> None:
+    """A saved position is exact only under the same world size and batch size."""
+    saved = (state.get("world_size", world_size), state.get("batch_size", batch_size))
+    if saved != (world_size, batch_size) and int(state["batch"]) != 0:
+        raise ValueError(f"data position saved with world_size, batch_size = {saved} cannot resume "
+                         f"mid-epoch under {(world_size, batch_size)}; resume with the same "
+                         "number of processes and data.batch_size")
+
+
+class DaliValLoader:
+    """Validation batches of this rank: its contiguous part of the val split, no augmentation.
+
+    Whole images come one per batch (their sizes differ); centre crops come in batches of
+    ``data.batch_size``. A fresh pipeline per pass keeps every pass identical.
+    """
+
+    def __init__(self, cfg: Config, rank: int, world_size: int, device: torch.device,
+                 split: SplitShards | None = None):
+        self._cfg = cfg
+        self._rank, self._world_size = rank, world_size
+        self._device = device
+        self._op_device, self._device_id = _dali_device(cfg, device)
+        self._split = split if split is not None else load_split(cfg.data.shards, "val")
+        self._count = len(sampling.val_indices(self._split.n_samples, rank, world_size,
+                                               cfg.data.val_max_images))
+        self._batch_size = cfg.data.batch_size if cfg.data.val_crop_px else 1
+        self.keys: list[str] = []  # keys of the last pass, in order
+
+    def __len__(self) -> int:
+        return -(-self._count // self._batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.keys = []
+        if self._count == 0:
+            return
+        pipe = _val_pipeline(self._split, self._rank, self._world_size, self._cfg.data.val_crop_px,
+                             self._cfg.model.scale, self._op_device, batch_size=self._batch_size,
+                             num_threads=max(1, self._cfg.data.workers), device_id=self._device_id,
+                             seed=0)
+        pipe.build()
+        left = self._count
+        while left > 0:
+            lr, hr, source_info = pipe.run()
+            keep = min(left, self._batch_size)  # the last batch may wrap into the next pass
+            self.keys.extend(_keys(source_info)[:keep])
+            left -= keep
+            yield _to_torch(lr, self._device)[:keep], _to_torch(hr, self._device)[:keep]
+        del pipe

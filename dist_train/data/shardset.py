@@ -1,0 +1,128 @@
+"""The shard set of ../shared/CONTRACTS.md §2 as the loaders see it: shards per split, in order.
+
+The order of samples in a split is fixed here, once, for every backend: shards sorted by name,
+samples in the order of their DALI index (= their order in the tar). Sample ``i`` of a split is
+therefore the same image for the torch twin and for DALI's reader, which is what lets the two
+backends share one sampling plan.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+SPLITS = ("train", "val", "test")
+MANIFEST_NAME = "manifest.json"
+
+
+class ShardSetError(ValueError):
+    """The shard set on disk is missing, incomplete or disagrees with its manifest."""
+
+
+@dataclass(frozen=True)
+class SampleRef:
+    """Where one sample's PNG lies: ``key`` is the image name without extension."""
+
+    key: str
+    tar: Path
+    png_offset: int
+    png_size: int
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One tar of a split, its DALI index and its sample count."""
+
+    tar: Path
+    index: Path
+    samples: int
+
+
+@dataclass(frozen=True)
+class SplitShards:
+    """The shards of one split, in storage order."""
+
+    split: str
+    shards: tuple[Shard, ...]
+
+    @property
+    def n_samples(self) -> int:
+        return sum(shard.samples for shard in self.shards)
+
+    @property
+    def tar_paths(self) -> list[str]:
+        return [str(shard.tar) for shard in self.shards]
+
+    @property
+    def index_paths(self) -> list[str]:
+        return [str(shard.index) for shard in self.shards]
+
+    def sample_refs(self) -> list[SampleRef]:
+        """Every sample of the split in storage order, read from the DALI index files."""
+        refs: list[SampleRef] = []
+        for shard in self.shards:
+            refs.extend(read_index(shard))
+        return refs
+
+
+def read_index(shard: Shard) -> list[SampleRef]:
+    """The samples of one shard from its wds2idx file (``v1.2 N`` then one line per sample).
+
+    A sample line lists ``ext offset size name`` for each of its files; a sample without a
+    ``png`` raises, as DALI's ``missing_component_behavior="error"`` does.
+    """
+    lines = shard.index.read_text().splitlines()
+    header = lines[0].split() if lines else []
+    if len(header) != 2 or not header[0].startswith("v1."):
+        raise ShardSetError(f"{shard.index}: not a DALI wds2idx index (first line {header})")
+    refs = []
+    for line in lines[1:int(header[1]) + 1]:
+        fields = line.split()
+        entries = {fields[i]: fields[i:i + 4] for i in range(0, len(fields) - 3, 4)}
+        if "png" not in entries:
+            raise ShardSetError(f"{shard.index}: sample {fields[3] if len(fields) > 3 else '?'} "
+                                "has no png field")
+        _, offset, size, name = entries["png"]
+        refs.append(SampleRef(name.rsplit(".", 1)[0], shard.tar, int(offset), int(size)))
+    if len(refs) != shard.samples:
+        raise ShardSetError(f"{shard.index}: indexes {len(refs)} samples, the manifest says "
+                            f"{shard.samples}; re-run `cxr-sr prep verify`")
+    return refs
+
+
+def _manifest_entries(manifest: dict, split: str) -> list[tuple[str, int]]:
+    """``(tar file name, sample count)`` of each shard of ``split`` listed in the manifest."""
+    entries = manifest.get("shards")
+    if isinstance(entries, dict):
+        entries = [dict(value, name=name) for name, value in entries.items()]
+    if not isinstance(entries, list):
+        raise ShardSetError("manifest.json has no 'shards' list")
+    found = []
+    for entry in entries:
+        name = Path(entry.get("name") or entry.get("file") or entry.get("path")).name
+        if name.startswith(f"{split}-") and name.endswith(".tar"):
+            found.append((name, int(entry.get("samples", entry.get("count", -1)))))
+    return sorted(found)
+
+
+def load_split(shard_dir: str | Path, split: str) -> SplitShards:
+    """The shards of ``split`` in ``shard_dir``, checked against manifest.json; raises if empty."""
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r}: use one of {', '.join(SPLITS)}")
+    root = Path(shard_dir)
+    manifest_path = root / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise ShardSetError(f"{manifest_path} is missing: give data.shards a directory made by "
+                            "`cxr-sr prep shard`")
+    manifest = json.loads(manifest_path.read_text())
+    shards = []
+    for name, samples in _manifest_entries(manifest, split):
+        tar = root / name
+        index = tar.with_suffix(".idx")
+        for path in (tar, index):
+            if not path.is_file():
+                raise ShardSetError(f"{path} is listed in the manifest but missing")
+        shards.append(Shard(tar, index, samples))
+    if not shards:
+        raise ShardSetError(f"{root}: the manifest lists no '{split}' shards")
+    return SplitShards(split, tuple(shards))
