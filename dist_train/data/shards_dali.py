@@ -28,6 +28,7 @@ from nvidia.dali.plugin.pytorch import feed_ndarray
 
 from dist_train.config import Config
 from dist_train.data import dali_graph, sampling
+from dist_train.data.positioned import check_resumable
 from dist_train.data.shardset import SplitShards, load_split
 
 READER_NAME = "shards"
@@ -160,21 +161,12 @@ class DaliTrainLoader:
 
     def load_state_dict(self, state: dict) -> None:
         """Continue at ``state``'s position; the plan must be the one that wrote it."""
-        _check_resumable(state, self._world_size, self._cfg.data.batch_size)
+        check_resumable(state, self._world_size, self._cfg.data.batch_size)
         self._epoch, self._batch = int(state["epoch"]), int(state["batch"])
         self._pipe = None
 
     def close(self) -> None:
         self._pipe = None
-
-
-def _check_resumable(state: dict, world_size: int, batch_size: int) -> None:
-    """A saved position is exact only under the same world size and batch size."""
-    saved = (state.get("world_size", world_size), state.get("batch_size", batch_size))
-    if saved != (world_size, batch_size) and int(state["batch"]) != 0:
-        raise ValueError(f"data position saved with world_size, batch_size = {saved} cannot resume "
-                         f"mid-epoch under {(world_size, batch_size)}; resume with the same "
-                         "number of processes and data.batch_size")
 
 
 class DaliValLoader:

@@ -90,19 +90,13 @@ def read_index(shard: Shard) -> list[SampleRef]:
     return refs
 
 
-def _manifest_entries(manifest: dict, split: str) -> list[tuple[str, int]]:
-    """``(tar file name, sample count)`` of each shard of ``split`` listed in the manifest."""
+def _manifest_entries(manifest: dict, split: str) -> list[dict]:
+    """The manifest's shard records of ``split`` (``file``, ``index_file``, ``samples``), by name."""
     entries = manifest.get("shards")
-    if isinstance(entries, dict):
-        entries = [dict(value, name=name) for name, value in entries.items()]
     if not isinstance(entries, list):
-        raise ShardSetError("manifest.json has no 'shards' list")
-    found = []
-    for entry in entries:
-        name = Path(entry.get("name") or entry.get("file") or entry.get("path")).name
-        if name.startswith(f"{split}-") and name.endswith(".tar"):
-            found.append((name, int(entry.get("samples", entry.get("count", -1)))))
-    return sorted(found)
+        raise ShardSetError("manifest.json has no 'shards' list; re-make it with `cxr-sr prep shard`")
+    return sorted((entry for entry in entries if entry.get("split") == split),
+                  key=lambda entry: entry["file"])
 
 
 def load_split(shard_dir: str | Path, split: str) -> SplitShards:
@@ -116,13 +110,17 @@ def load_split(shard_dir: str | Path, split: str) -> SplitShards:
                             "`cxr-sr prep shard`")
     manifest = json.loads(manifest_path.read_text())
     shards = []
-    for name, samples in _manifest_entries(manifest, split):
-        tar = root / name
-        index = tar.with_suffix(".idx")
+    for entry in _manifest_entries(manifest, split):
+        tar, index = root / Path(entry["file"]).name, root / Path(entry["index_file"]).name
         for path in (tar, index):
             if not path.is_file():
                 raise ShardSetError(f"{path} is listed in the manifest but missing")
-        shards.append(Shard(tar, index, samples))
+        shards.append(Shard(tar, index, int(entry["samples"])))
     if not shards:
         raise ShardSetError(f"{root}: the manifest lists no '{split}' shards")
-    return SplitShards(split, tuple(shards))
+    result = SplitShards(split, tuple(shards))
+    expected = manifest.get("counts", {}).get(split, result.n_samples)
+    if result.n_samples != expected:
+        raise ShardSetError(f"{manifest_path}: '{split}' shards hold {result.n_samples} samples, "
+                            f"counts says {expected}; re-run `cxr-sr prep verify`")
+    return result

@@ -1,0 +1,81 @@
+"""A resumable ``TrainLoader`` over any map-style dataset whose item ``(epoch, batch)`` is a batch.
+
+When a batch is a pure function of its position (``sampling``), resuming is only a matter of
+starting the sampler at the saved position: no replay, no RNG state to carry.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+class PositionsFrom(Sampler):
+    """Every ``(epoch, batch)`` from a starting position onwards, forever."""
+
+    def __init__(self, start: tuple[int, int], batches_per_epoch: int):
+        self.start, self.batches_per_epoch = start, batches_per_epoch
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, batch = self.start
+        while True:
+            yield epoch, batch
+            batch += 1
+            if batch == self.batches_per_epoch:
+                epoch, batch = epoch + 1, 0
+
+
+def check_resumable(state: dict, world_size: int, batch_size: int) -> None:
+    """A saved position means the same batches only under the same world size and batch size."""
+    saved = (state.get("world_size", world_size), state.get("batch_size", batch_size))
+    if saved != (world_size, batch_size) and int(state["batch"]) != 0:
+        raise ValueError(f"data position saved with (world_size, batch_size) = {saved} cannot resume "
+                         f"mid-epoch under {(world_size, batch_size)}; resume with the same number "
+                         "of processes and data.batch_size")
+
+
+class PositionedTrainLoader:
+    """``TrainLoader`` over ``dataset[(epoch, batch)] -> (lr, hr, keys)`` with worker processes."""
+
+    def __init__(self, dataset: Dataset, batches_per_epoch: int, workers: int,
+                 device: torch.device, backend: str, world_size: int, batch_size: int):
+        self._dataset, self._batches_per_epoch = dataset, batches_per_epoch
+        self._workers, self._device = workers, device
+        self._backend, self._world_size, self._batch_size = backend, world_size, batch_size
+        self._epoch, self._batch = 0, 0
+        self._iterator: Iterator | None = None
+        self.last_keys: list[str] = []  # sample keys of the last batch, for tests and debugging
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self._batches_per_epoch
+
+    def _start(self) -> None:
+        loader = DataLoader(self._dataset, batch_size=None, num_workers=self._workers,
+                            sampler=PositionsFrom((self._epoch, self._batch), self._batches_per_epoch),
+                            prefetch_factor=2 if self._workers else None,
+                            pin_memory=self._device.type == "cuda")
+        self._iterator = iter(loader)
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._iterator is None:
+            self._start()
+        lr, hr, self.last_keys = next(self._iterator)
+        self._batch += 1
+        if self._batch == self._batches_per_epoch:
+            self._epoch, self._batch = self._epoch + 1, 0
+        return lr.to(self._device, non_blocking=True), hr.to(self._device, non_blocking=True)
+
+    def state_dict(self) -> dict:
+        """Position of the next batch, with what it depends on."""
+        return {"epoch": self._epoch, "batch": self._batch, "backend": self._backend,
+                "world_size": self._world_size, "batch_size": self._batch_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        check_resumable(state, self._world_size, self._batch_size)
+        self.close()
+        self._epoch, self._batch = int(state["epoch"]), int(state["batch"])
+
+    def close(self) -> None:
+        self._iterator = None  # drops the DataLoader iterator and shuts its workers down
