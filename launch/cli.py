@@ -13,6 +13,8 @@ import sys
 # command name -> (module providing register(), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("dist_train.train", "train the SRGAN (run under torchrun/deepspeed for several processes)"),
+    "export": ("export.export_command", "export a run's generator as TorchScript (or a torch.export .pt2)"),
+    "upscale": ("export.upscale_command", "upscale PNG/DICOM files or folders with an exported model"),
 }
 
 

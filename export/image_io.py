@@ -1,0 +1,145 @@
+"""Images for `cxr-sr upscale`: read at full bit depth, written back at the same depth.
+
+Unlike data_prep.image_io.read_gray8 (8-bit, windowed, for training shards), upscaling must keep
+16-bit PNG and DICOM precision and be able to write the values back, so pixels are kept as their
+stored integers and mapped to [0, 1] by an invertible linear map (`SourceImage.to_unit`).
+Error type, format sniffing and DICOM decoding are shared with data_prep.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from data_prep.image_io import ImageDecodeError, sniff_format
+
+MIN_SIDE_PX = 8  # ../shared/CONTRACTS.md §4: any h, w >= 8
+DEFAULT_MAX_INPUT_PIXELS = 25_000 * 25_000  # above Pillow's bomb guard; 20,000 x 20,000 must pass
+
+
+@dataclass
+class SourceImage:
+    """One decoded input: stored integer pixels (H x W) and the linear map to [0, 1].
+
+    ``unit = (stored - offset) / span``, inverted for MONOCHROME1 so that 1 is always bright,
+    which is how the model saw its training images.
+    """
+
+    path: Path
+    kind: str  # "png" or "dicom"
+    stored: np.ndarray  # uint8 or uint16, H x W
+    bit_depth: int  # of the output file: 8 or 16
+    offset: float = 0.0
+    span: float = 255.0
+    invert: bool = False
+    dataset: Any = None  # the pydicom Dataset (pixels stripped on write) for DICOM input
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def height(self) -> int:
+        return int(self.stored.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.stored.shape[1])
+
+    def to_unit(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+        """float32 [0, 1] of a region (the whole image by default), 1 = bright."""
+        unit = (self.stored[rows, cols].astype(np.float32) - np.float32(self.offset)) / np.float32(self.span)
+        return 1.0 - unit if self.invert else unit
+
+    def from_unit(self, unit: np.ndarray) -> np.ndarray:
+        """Inverse of `to_unit` for model output in [0, 1]: rounded stored integers."""
+        unit = np.clip(unit, 0.0, 1.0)
+        if self.invert:
+            unit = 1.0 - unit
+        dtype = np.uint8 if self.bit_depth == 8 else np.uint16
+        return np.rint(unit * np.float32(self.span) + np.float32(self.offset)).astype(dtype)
+
+
+def read_image(path: Path, max_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> SourceImage:
+    """Decode a PNG (8/16-bit, RGB/RGBA reduced to gray) or a DICOM file.
+
+    Raises `ImageDecodeError` (one line naming the file) for zero-byte, truncated, non-image,
+    too-small or too-large input.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(132)
+    except OSError as exc:
+        raise ImageDecodeError(str(path), f"cannot read: {exc.strerror or exc}") from exc
+    kind = sniff_format(head)
+    if kind == "empty":
+        raise ImageDecodeError(str(path), "zero-byte file")
+    image = _read_dicom(path) if kind == "dicom" else _read_pillow(path, max_pixels)
+    if min(image.height, image.width) < MIN_SIDE_PX:
+        raise ImageDecodeError(str(path), f"image is {image.width}x{image.height} px; "
+                               f"the model needs at least {MIN_SIDE_PX} px per side")
+    return image
+
+
+def _read_pillow(path: Path, max_pixels: int) -> SourceImage:
+    name = str(path)
+    saved_limit = Image.MAX_IMAGE_PIXELS
+    # Pillow's decompression-bomb guard (checked in open) is replaced by our own limit below,
+    # which is what lets 20,000 x 20,000 radiographs through
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(path) as image:
+            if image.width * image.height > max_pixels:
+                raise ImageDecodeError(name, f"{image.width}x{image.height} px is above the "
+                                       f"--max-input-pixels limit of {max_pixels}")
+            image.load()
+            stored, bit_depth, notes = _gray_stored(image, name)
+    except ImageDecodeError:
+        raise
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError... for bad files
+        raise ImageDecodeError(name, f"not a decodable image ({type(exc).__name__}: {exc})") from exc
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved_limit
+    return SourceImage(path, "png", stored, bit_depth, span=float(2**bit_depth - 1), notes=notes)
+
+
+def _gray_stored(image: Image.Image, name: str) -> tuple[np.ndarray, int, list[str]]:
+    """(uint8/uint16 H x W, bit depth, notes) of a decoded Pillow image."""
+    if image.mode == "L":
+        return np.asarray(image), 8, []
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        values = np.asarray(image)
+        if values.min() < 0 or values.max() > 65535:
+            raise ImageDecodeError(name, f"{image.mode} values outside 0..65535")
+        return values.astype(np.uint16), 16, []
+    if image.mode in ("RGB", "RGBA", "LA", "P", "PA"):
+        notes = [f"{image.mode} reduced to gray (ITU-R 601-2 luma; exact when R=G=B)"]
+        return np.asarray(image.convert("L")), 8, notes
+    raise ImageDecodeError(name, f"unsupported pixel mode {image.mode}")
+
+
+def _read_dicom(path: Path) -> SourceImage:
+    from data_prep.dicom_io import decoded_pixels, read_dataset
+
+    name = str(path)
+    dataset = read_dataset(path.read_bytes(), name)
+    stored = decoded_pixels(dataset, name)
+    if int(dataset.get("PixelRepresentation", 0) or 0) != 0 or stored.dtype.kind != "u":
+        raise ImageDecodeError(name, "signed pixel data is not supported")
+    bits_stored = int(dataset.get("BitsStored", 8 * stored.itemsize))
+    low, high = float(stored.min()), float(stored.max())
+    invert = str(dataset.PhotometricInterpretation).upper() == "MONOCHROME1"
+    notes = [f"stored values {int(low)}..{int(high)} ({bits_stored} bits) mapped linearly to [0, 1]"]
+    if invert:
+        notes.append("MONOCHROME1: inverted for the model, inverted back on output")
+    return SourceImage(path, "dicom", stored.astype(np.uint16 if bits_stored > 8 else np.uint8),
+                       bit_depth=16 if bits_stored > 8 else 8, offset=low, span=max(high - low, 1.0),
+                       invert=invert, dataset=dataset, notes=notes)
+
+
+def write_png(path: Path, stored: np.ndarray) -> None:
+    """8- or 16-bit grayscale PNG of a uint8/uint16 H x W array, written atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray(stored).save(tmp, format="PNG", compress_level=3)
+    tmp.replace(path)

@@ -1,0 +1,52 @@
+"""The per-image report of `cxr-sr upscale`, as JSON or CSV (chosen by the file's extension)."""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class ImageResult:
+    """One input file's outcome; figures are None where not computed."""
+
+    input: str
+    status: str = "ok"  # "ok" or "error"
+    error: str | None = None
+    output: str | None = None
+    input_size: str | None = None  # "WxH"
+    output_size: str | None = None
+    bit_depth: int | None = None
+    tiles: int | None = None
+    consistency_psnr_db: float | None = None  # ../shared/CONTRACTS.md §5: PSNR(down(SR), LR)
+    consistency_after_dc_psnr_db: float | None = None  # after the hard data-consistency step
+    seconds: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+FIELDS = list(ImageResult.__dataclass_fields__)
+
+
+def summary(results: list[ImageResult]) -> dict[str, Any]:
+    ok = [r for r in results if r.status == "ok"]
+    figures = [r.consistency_psnr_db for r in ok if r.consistency_psnr_db is not None]
+    return {"images": len(results), "ok": len(ok), "failed": len(results) - len(ok),
+            "mean_consistency_psnr_db": sum(figures) / len(figures) if figures else None}
+
+
+def write_report(path: Path, results: list[ImageResult], meta: dict[str, Any]) -> None:
+    """JSON (results, summary and the model's meta) for .json; one row per image for .csv."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=FIELDS)
+            writer.writeheader()
+            for result in results:
+                row = asdict(result)
+                row["notes"] = "; ".join(result.notes)
+                writer.writerow(row)
+        return
+    document = {"summary": summary(results), "model": meta, "images": [asdict(r) for r in results]}
+    path.write_text(json.dumps(document, indent=2, default=str))

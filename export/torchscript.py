@@ -1,0 +1,55 @@
+"""TorchScript export of the generator (../shared/CONTRACTS.md §4) and its loader."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from export.jit_warnings import quiet_jit_deprecation
+from export.meta import META_FILE, dumps
+from export.parity import ParityReport, check_parity, random_inputs
+from export.wrapper import ClampedGenerator
+
+
+def script_generator(generator: nn.Module, scale: int) -> torch.jit.ScriptModule:
+    """The clamped generator, scripted (not traced: h and w stay free) in eval mode on CPU."""
+    wrapped = ClampedGenerator(generator.eval().cpu().float(), scale).eval()
+    with quiet_jit_deprecation():
+        return torch.jit.script(wrapped)
+
+
+def export_torchscript(generator: nn.Module, meta: dict[str, Any], out: Path,
+                       parity_inputs: list[tuple[str, torch.Tensor]] | None = None) -> ParityReport:
+    """Writes the TorchScript file with `meta.json` to `out` after a parity check against eager.
+
+    The file is written to a temporary name and renamed, so `out` is either complete or absent.
+    Returns the parity report; raises ParityError (and writes nothing) when parity fails.
+    """
+    scale = int(meta["scale"])
+    scripted = script_generator(generator, scale)
+    eager = ClampedGenerator(generator, scale).eval()
+    inputs = random_inputs() + list(parity_inputs or [])
+    report = check_parity(eager, scripted, inputs)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with quiet_jit_deprecation():
+        torch.jit.save(scripted, str(tmp), _extra_files={META_FILE: dumps(meta)})
+    # parity again on the file as saved, so a serialisation problem cannot slip through
+    loaded, _ = load_torchscript(tmp)
+    check_parity(eager, loaded, inputs[:1])
+    os.replace(tmp, out)
+    return report
+
+
+def load_torchscript(path: Path, device: str | torch.device = "cpu") -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
+    """(module in eval mode, meta dict) of a TorchScript file written by `export_torchscript`."""
+    extra_files = {META_FILE: ""}
+    with quiet_jit_deprecation():
+        module = torch.jit.load(str(path), map_location=device, _extra_files=extra_files)
+    meta = json.loads(extra_files[META_FILE]) if extra_files[META_FILE] else {}
+    return module.eval(), meta

@@ -1,0 +1,105 @@
+"""The TorchScript export: contract of ../shared/CONTRACTS.md §4, parity, warnings, the CLI."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from export.jit_warnings import quiet_jit_deprecation
+from export.meta import build_meta
+from export.parity import ParityError, check_parity, real_inputs
+from export.torchscript import export_torchscript, load_torchscript
+from launch.cli import main as cxr_sr
+from tests.export_helpers import tiny_generator, write_fake_run
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
+    generator = tiny_generator()
+    path = tmp_path_factory.mktemp("ts") / "generator.pt"
+    export_torchscript(generator, build_meta(4, {"features": 8, "blocks": 2}, step=7), path)
+    return path, generator
+
+
+def test_contract_shapes_range_and_meta(exported):
+    """Contract §4: N x 1 x h x w -> N x 1 x 4h x 4w, clamped to [0, 1], meta.json carried.
+
+    The generator itself is not clamped, so an input pushing it outside [0, 1] checks that the
+    clamp made it into the exported graph.
+    """
+    path, _ = exported
+    module, meta = load_torchscript(path)
+    for batch, height, width in ((1, 8, 8), (3, 13, 21)):
+        out = module(torch.rand(batch, 1, height, width) * 3 - 1)
+        assert out.shape == (batch, 1, 4 * height, 4 * width) and out.dtype == torch.float32
+        assert out.min() >= 0.0 and out.max() <= 1.0
+    assert meta["scale"] == 4 and meta["channels"] == 1 and meta["value_range"] == [0.0, 1.0]
+    assert meta["model_config"] == {"features": 8, "blocks": 2} and meta["training_step"] == 7
+    assert {"metrics", "package_version", "torch_version"} <= set(meta)
+
+
+def test_loads_and_runs_with_torch_alone(exported):
+    """The user loads the file with `torch.jit.load` and no project code on the path."""
+    path, _ = exported
+    script = ("import sys, torch, json\n"
+              "assert not any(m.split('.')[0] in ('export', 'dist_train') for m in sys.modules)\n"
+              "files = {'meta.json': ''}\n"
+              f"m = torch.jit.load({str(path)!r}, _extra_files=files)\n"
+              "print(tuple(m(torch.rand(2, 1, 9, 10)).shape), json.loads(files['meta.json'])['scale'])\n")
+    result = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True,
+                            cwd=path.parent, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["(2,", "1,", "36,", "40)", "4"]
+
+
+def test_parity_with_eager_on_real_images(exported, realxray_dir):
+    """Parity below 1e-5 on real radiographs too (not only on noise), alone and batched."""
+    from export.image_io import read_image
+
+    path, generator = exported
+    module, _ = load_torchscript(path)
+    images = [torch.from_numpy(read_image(p).to_unit()) for p in sorted(realxray_dir.glob("*.png"))[:2]]
+    report = check_parity(lambda x: generator(x).clamp(0, 1), module, real_inputs(images, 4, crop_px=32))
+    assert report.max_abs_diff <= 1e-5 and len(report.rows) == 3
+
+
+def test_parity_failure_is_reported():
+    """A model that differs from eager must fail the check, not pass silently."""
+    with pytest.raises(ParityError, match="max abs diff"):
+        check_parity(lambda x: x, lambda x: x + 1e-3, [("random", torch.rand(1, 1, 8, 8))])
+
+
+def test_only_the_jit_deprecation_warning_is_silenced():
+    """torch.jit's FutureWarning is hidden; another FutureWarning in the same block still shows."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with quiet_jit_deprecation():
+            torch.jit.script(torch.nn.Identity())
+            warnings.warn("something else is deprecated", FutureWarning)
+    messages = [str(w.message) for w in caught]
+    assert messages == ["something else is deprecated"]
+
+
+def test_export_command_from_a_run(tmp_path, capsys):
+    """`cxr-sr export --run DIR --out FILE` reads the checkpoint and writes a matching model."""
+    generator = write_fake_run(tmp_path / "run")
+    out = tmp_path / "model.pt"
+    assert cxr_sr(["export", "--run", str(tmp_path / "run"), "--out", str(out)]) == 0
+    assert "parity ok" in capsys.readouterr().out
+    module, meta = load_torchscript(out)
+    assert meta["training_step"] == 80 and meta["weights"] == "ema" and meta["model_config"]["features"] == 16
+    x = torch.rand(2, 1, 16, 12)
+    assert torch.allclose(module(x), generator(x).clamp(0, 1), atol=1e-6)
+
+
+def test_export_command_without_checkpoint_fails_in_one_line(tmp_path, capsys):
+    """An empty run folder is a one-line error, not a traceback."""
+    (tmp_path / "run").mkdir()
+    assert cxr_sr(["export", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "m.pt")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and not (tmp_path / "m.pt").exists()
