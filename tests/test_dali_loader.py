@@ -171,5 +171,5 @@ def test_sample_without_png_fails_loudly(tmp_path):
                    capture_output=True)
     split = SplitShards("train", (Shard(tar, index, 2),))
     cfg = tiny_config(tmp_path, "dali", batch_size=2)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="sample"):  # DALI: "Underful sample detected ..."
         DaliTrainLoader(cfg, 0, 1, CPU, split=split).next_batch()

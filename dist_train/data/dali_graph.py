@@ -59,20 +59,30 @@ def to_unit_float(image: DataNode) -> DataNode:
     return fn.cast(image, dtype=types.FLOAT) / 255.0  # a division, bit-equal to the torch path
 
 
-def random_patch(image: DataNode, crop_uv: DataNode, transpose: DataNode, flip_h: DataNode,
-                 flip_v: DataNode, patch_px: int) -> DataNode:
-    """``samples.augment_patch`` in the graph; call inside a pipeline with conditionals enabled.
+def _patch_anchor(size_hw: DataNode, crop_uv: DataNode, patch_px: int) -> DataNode:
+    """``sampling.crop_anchor`` for (y, x) at once, in float32 like it."""
+    return dmath.min(dmath.floor(crop_uv * (size_hw - (patch_px - 1))), size_hw - patch_px)
 
-    ``crop_uv`` is the float32 pair ``(crop_y, crop_x)`` in [0, 1); the anchor arithmetic is float32
-    like ``sampling.crop_anchor`` so both give the same pixel.
+
+def decode_random_patch(png: DataNode, crop_uv: DataNode, patch_px: int, device: str) -> DataNode:
+    """Decode only the training patch of each PNG: ``patch_px`` square, ``H x W x 1`` uint8.
+
+    ``crop_uv`` is the float32 pair ``(crop_y, crop_x)`` in [0, 1) of ``sampling.Augment``. The
+    size comes from the PNG header, so the decoder can stop after the patch's last row (a PNG
+    cannot be entered in the middle, but it need not be inflated past the patch): on average
+    about half of each image is decoded, a saving the PIL twin cannot make.
     """
-    size_hw = image.shape(dtype=types.FLOAT)[0:2]
-    anchor = dmath.min(dmath.floor(crop_uv * (size_hw - (patch_px - 1))), size_hw - patch_px)
-    patch = fn.slice(image, anchor, [float(patch_px), float(patch_px)], axes=[0, 1], normalized_anchor=False,
-                     normalized_shape=False,
-                     out_of_bounds_policy="error")
+    size_hw = fn.peek_image_shape(png, dtype=types.FLOAT)[0:2]
+    return fn.decoders.image_slice(
+        png, _patch_anchor(size_hw, crop_uv, patch_px), [float(patch_px), float(patch_px)],
+        axes=[0, 1], normalized_anchor=False, normalized_shape=False,
+        output_type=types.GRAY, device="mixed" if device == "gpu" else "cpu")
+
+
+def dihedral(patch: DataNode, transpose: DataNode, flip_h: DataNode, flip_v: DataNode) -> DataNode:
+    """Transpose, then flips: ``samples.augment_patch``'s order. Needs conditionals enabled."""
     if transpose:
-        patch = fn.transpose(patch, perm=[1, 0, 2], output_layout="HWC")  # layout must match the else branch
+        patch = fn.transpose(patch, perm=[1, 0, 2], output_layout="HWC")  # as the else branch
     return fn.flip(patch, horizontal=flip_h, vertical=flip_v)
 
 

@@ -45,17 +45,13 @@ def _dali_device(cfg: Config, device: torch.device) -> tuple[str, int | None]:
     return "cpu", None
 
 
-def _read(split: SplitShards, shard_id: int, num_shards: int, shuffle: bool, pad: bool,
-          decode_device: str):
-    """Reader + decoder: (``H x W x 1`` uint8 image, source_info bytes)."""
+def _read(split: SplitShards, shard_id: int, num_shards: int, shuffle: bool, pad: bool):
+    """The reader: (encoded PNG, source_info bytes) of each sample of DALI's shard ``shard_id``."""
     png = fn.readers.webdataset(
         paths=split.tar_paths, index_paths=split.index_paths, ext=["png"],
         missing_component_behavior="error", name=READER_NAME, shard_id=shard_id,
         num_shards=num_shards, stick_to_shard=True, pad_last_batch=pad, random_shuffle=shuffle)
-    source_info = png.property("source_info")
-    image = fn.decoders.image(png, device="mixed" if decode_device == "gpu" else "cpu",
-                              output_type=types.GRAY)
-    return image, source_info
+    return png, png.property("source_info")
 
 
 def _augment_source(seed: int, rank: int, epoch: int, batch_size: int) -> Callable:
@@ -72,11 +68,11 @@ def _augment_source(seed: int, rank: int, epoch: int, batch_size: int) -> Callab
 @pipeline_def(enable_conditionals=True)
 def _train_pipeline(split: SplitShards, shard_id: int, num_shards: int, shuffle: bool,
                     augment_source: Callable, patch_px: int, scale: int, device: str):
-    image, source_info = _read(split, shard_id, num_shards, shuffle, True, device)
+    png, source_info = _read(split, shard_id, num_shards, shuffle, True)
     crop_uv, transpose, flip_h, flip_v = fn.external_source(
         source=augment_source, num_outputs=4, batch=True, batch_info=True)
-    hr = dali_graph.to_unit_float(
-        dali_graph.random_patch(image, crop_uv, transpose, flip_h, flip_v, patch_px))
+    patch = dali_graph.decode_random_patch(png, crop_uv, patch_px, device)
+    hr = dali_graph.to_unit_float(dali_graph.dihedral(patch, transpose, flip_h, flip_v))
     lr = dali_graph.downsample(hr, scale, device)
     return dali_graph.to_chw(lr), dali_graph.to_chw(hr), source_info
 
@@ -84,7 +80,9 @@ def _train_pipeline(split: SplitShards, shard_id: int, num_shards: int, shuffle:
 @pipeline_def
 def _val_pipeline(split: SplitShards, shard_id: int, num_shards: int, crop_px: int, scale: int,
                   device: str):
-    image, source_info = _read(split, shard_id, num_shards, False, False, device)
+    png, source_info = _read(split, shard_id, num_shards, False, False)
+    image = fn.decoders.image(png, device="mixed" if device == "gpu" else "cpu",
+                              output_type=types.GRAY)
     hr = dali_graph.to_unit_float(dali_graph.val_patch(image, crop_px, scale))
     lr = dali_graph.downsample(hr, scale, device)
     return dali_graph.to_chw(lr), dali_graph.to_chw(hr), source_info
