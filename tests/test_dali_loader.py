@@ -144,11 +144,12 @@ def test_dali_and_torch_give_the_same_crops_without_shuffling(shards):
 
 def test_validation_matches_the_twin(shards):
     """DALI's validation gives each rank the same images as the twin, whole (trimmed to the
-    scale) or centre-cropped, with LR within 0.5 gray of the twin's."""
-    for crop in (0, 48):
+    scale) or centre-cropped, capped or not, with LR within 0.5 gray of the twin's."""
+    for crop, cap in ((0, 0), (48, 0), (48, 5)):
         for rank in range(2):
-            dali = build_val_loader(tiny_config(shards, "dali", val_crop_px=crop), rank, 2, CPU)
-            twin = build_val_loader(tiny_config(shards, "torch", val_crop_px=crop), rank, 2, CPU)
+            settings = {"val_crop_px": crop, "val_max_images": cap}
+            dali = build_val_loader(tiny_config(shards, "dali", **settings), rank, 2, CPU)
+            twin = build_val_loader(tiny_config(shards, "torch", **settings), rank, 2, CPU)
             pairs = list(zip(dali, twin, strict=True))
             assert dali.keys == twin.keys and pairs
             for (lr_d, hr_d), (lr_t, hr_t) in pairs:

@@ -112,14 +112,13 @@ def crop_anchor(u: float, size_px: int, patch_px: int) -> int:
 
 
 def val_indices(n_samples: int, rank: int, world_size: int, max_images: int = 0) -> np.ndarray:
-    """Validation samples of ``rank``: its contiguous chunk (DALI's shard ``rank``), in order.
+    """Validation samples of ``rank``, in order: its contiguous part of the first ``max_images``
+    samples of the split (all of them when ``max_images`` is 0).
 
-    ``max_images`` > 0 caps the total over all ranks: each rank keeps the first
-    ``max_images*(r+1)//k - max_images*r//k`` of its chunk, so the ranks stay disjoint and the
-    cap is shared out the same way by every backend. No padding: the trainer sums over ranks.
+    The evaluated set is the same for every world size, so validation figures stay comparable
+    when the number of processes changes. Uncapped, rank ``r``'s part is DALI's shard ``r``. No
+    padding: the trainer sums over ranks.
     """
-    start, stop = chunk_bounds(n_samples, rank, world_size)
-    if max_images > 0:
-        share_start, share_stop = chunk_bounds(min(max_images, n_samples), rank, world_size)
-        stop = min(stop, start + share_stop - share_start)
+    total = min(max_images, n_samples) if max_images > 0 else n_samples
+    start, stop = chunk_bounds(total, rank, world_size)
     return np.arange(start, stop, dtype=np.int64)

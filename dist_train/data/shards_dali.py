@@ -168,41 +168,60 @@ class DaliTrainLoader:
 
 
 class DaliValLoader:
-    """Validation batches of this rank: its contiguous part of the val split, no augmentation.
+    """Validation batches of this rank: ``sampling.val_indices`` of the val split, no augmentation.
 
     Whole images come one per batch (their sizes differ); centre crops come in batches of
-    ``data.batch_size``. A fresh pipeline per pass keeps every pass identical.
+    ``data.batch_size``. Uncapped, the reader reads DALI's shard ``rank``; with
+    ``data.val_max_images`` below the split size every rank reads the split from its start and
+    skips to its part (at most ``val_max_images`` wasted decodes), so the evaluated images do not
+    depend on the world size. A fresh pipeline per pass keeps every pass identical.
     """
 
     def __init__(self, cfg: Config, rank: int, world_size: int, device: torch.device,
                  split: SplitShards | None = None):
         self._cfg = cfg
-        self._rank, self._world_size = rank, world_size
         self._device = device
         self._op_device, self._device_id = _dali_device(cfg, device)
         self._split = split if split is not None else load_split(cfg.data.shards, "val")
-        self._count = len(sampling.val_indices(self._split.n_samples, rank, world_size,
-                                               cfg.data.val_max_images))
+        indices = sampling.val_indices(self._split.n_samples, rank, world_size,
+                                       cfg.data.val_max_images)
+        self._count = len(indices)
+        capped = 0 < cfg.data.val_max_images < self._split.n_samples
+        self._shard_id, self._num_shards = (0, 1) if capped else (rank, world_size)
+        self._skip = int(indices[0]) if capped and self._count else 0
         self._batch_size = cfg.data.batch_size if cfg.data.val_crop_px else 1
         self.keys: list[str] = []  # keys of the last pass, in order
 
     def __len__(self) -> int:
         return -(-self._count // self._batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        self.keys = []
-        if self._count == 0:
-            return
-        pipe = _val_pipeline(self._split, self._rank, self._world_size, self._cfg.data.val_crop_px,
-                             self._cfg.model.scale, self._op_device, batch_size=self._batch_size,
+    def _samples(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, str]]:
+        """This rank's (lr, hr, key) one sample at a time, from a fresh pipeline."""
+        pipe = _val_pipeline(self._split, self._shard_id, self._num_shards,
+                             self._cfg.data.val_crop_px, self._cfg.model.scale, self._op_device,
+                             batch_size=self._batch_size,
                              num_threads=max(1, self._cfg.data.workers), device_id=self._device_id,
                              seed=0)
         pipe.build()
-        left = self._count
-        while left > 0:
+        position, end = 0, self._skip + self._count
+        while position < end:
             lr, hr, source_info = pipe.run()
-            keep = min(left, self._batch_size)  # the last batch may wrap into the next pass
-            self.keys.extend(_keys(source_info)[:keep])
-            left -= keep
-            yield _to_torch(lr, self._device)[:keep], _to_torch(hr, self._device)[:keep]
-        del pipe
+            keys = _keys(source_info)
+            lr_batch, hr_batch = _to_torch(lr, self._device), _to_torch(hr, self._device)
+            for i, key in enumerate(keys):  # the last batch may wrap into the next pass
+                if self._skip <= position < end:
+                    yield lr_batch[i:i + 1], hr_batch[i:i + 1], key
+                position += 1
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.keys = []
+        lr_parts, hr_parts = [], []
+        for lr, hr, key in self._samples():
+            self.keys.append(key)
+            lr_parts.append(lr)
+            hr_parts.append(hr)
+            if len(lr_parts) == self._batch_size:
+                yield torch.cat(lr_parts), torch.cat(hr_parts)
+                lr_parts, hr_parts = [], []
+        if lr_parts:
+            yield torch.cat(lr_parts), torch.cat(hr_parts)
