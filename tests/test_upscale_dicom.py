@@ -1,0 +1,72 @@
+"""DICOM in, DICOM out: patient/study kept, geometry fixed, a new instance, MONOCHROME1 intact."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dist_train.degradation import downsample
+from launch.cli import main as cxr_sr
+from tests.export_helpers import ToyGenerator, export_model
+
+KEPT = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
+        "StudyDate", "AccessionNumber", "Modality", "PhotometricInterpretation", "BitsStored")
+
+
+@pytest.fixture(scope="module")
+def toy_model(tmp_path_factory) -> Path:
+    return export_model(tmp_path_factory.mktemp("toy") / "toy.pt", ToyGenerator())
+
+
+def _round_trip(model: Path, source: Path, out_dir: Path):
+    import pydicom
+
+    assert cxr_sr(["upscale", "--model", str(model), "-i", str(source), "-o", str(out_dir),
+                   "--no-progress"]) == 0
+    return pydicom.dcmread(source), pydicom.dcmread(out_dir / f"{source.stem}.dcm")
+
+
+def test_monochrome1_15bit_round_trip(toy_model, realxray_dir, tmp_path):
+    """RG1_UNCR.dcm (real MONOCHROME1 15-bit CR): metadata kept, 4x geometry, values not inverted.
+
+    If MONOCHROME1 were inverted on the way in but not on the way out (or vice versa), the
+    downsampled output would anti-correlate with the input; the correlation check catches it.
+    """
+    before, after = _round_trip(toy_model, realxray_dir / "RG1_UNCR.dcm", tmp_path)
+    for keyword in KEPT:
+        assert after.get(keyword) == before.get(keyword), keyword
+    assert (after.Rows, after.Columns) == (4 * before.Rows, 4 * before.Columns)
+    assert after.SOPInstanceUID != before.SOPInstanceUID
+    assert after.file_meta.MediaStorageSOPInstanceUID == after.SOPInstanceUID
+    assert after.SourceImageSequence[0].ReferencedSOPInstanceUID == before.SOPInstanceUID
+    assert "DERIVED" in after.ImageType and "super-resolution" in after.DerivationDescription
+    stored_in, stored_out = before.pixel_array.astype(np.float32), after.pixel_array.astype(np.float32)
+    assert stored_out.max() <= 2**15 - 1
+    crop_out = torch.from_numpy(stored_out[: 4 * 480, : 4 * 460])[None, None] / 32767
+    down = downsample(crop_out, 4)[0, 0].numpy() * 32767
+    assert np.corrcoef(down.ravel(), stored_in[:480, :460].ravel())[0, 1] > 0.99
+    assert abs(down.mean() - stored_in[:480, :460].mean()) < 0.01 * stored_in.max()
+
+
+def test_compressed_dicom_spacing_divided_by_scale(toy_model, realxray_dir, tmp_path):
+    """JPEG-baseline input is decoded and written uncompressed; PixelSpacing shrinks 4x."""
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    source = next(iter(sorted(realxray_dir.glob("siim_*.dcm"))))
+    before, after = _round_trip(toy_model, source, tmp_path)
+    assert after.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert [float(v) for v in after.PixelSpacing] == pytest.approx([float(v) / 4 for v in before.PixelSpacing])
+    assert after.pixel_array.shape == (4096, 4096) and after.pixel_array.dtype == np.uint8
+    assert after.PatientID == before.PatientID and after.StudyInstanceUID == before.StudyInstanceUID
+
+
+def test_dicom_written_as_png_by_option(toy_model, realxray_dir, tmp_path):
+    """--output-format png gives a 16-bit PNG for the 15-bit CR."""
+    from PIL import Image
+
+    assert cxr_sr(["upscale", "--model", str(toy_model), "-i", str(realxray_dir / "RG1_UNCR.dcm"),
+                   "-o", str(tmp_path), "--output-format", "png", "--no-progress"]) == 0
+    image = Image.open(tmp_path / "RG1_UNCR.png")
+    assert image.size == (4 * 1841, 4 * 1955) and image.mode.startswith("I")
