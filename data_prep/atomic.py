@@ -1,0 +1,62 @@
+"""Atomic file output: write under a temporary name in the target folder, then `os.replace`.
+
+A reader (or a resumed run) therefore sees either no file or a complete one, never a torn one.
+Temporary names end in `.tmp` so a resumed run can recognise and delete them.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+TMP_SUFFIX = ".tmp"
+
+
+def tmp_path_for(path: Path) -> Path:
+    """The temporary name under which `path` is written (same folder, so the rename is atomic)."""
+    return path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path, mode: str = "wb", *, durable: bool = False) -> Iterator[IO[Any]]:
+    """Open a temporary file that replaces `path` only if the block finishes without error.
+
+    A killed process cannot leave a torn `path` either way; `durable` adds an fsync so that a
+    power loss cannot either (worth it for shards and manifests, not for thousands of PNGs).
+    """
+    path = Path(path)
+    tmp = tmp_path_for(path)
+    try:
+        with open(tmp, mode) as handle:
+            yield handle
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
+    """Write `data` to `path` atomically."""
+    with atomic_open(path, "wb", durable=durable) as handle:
+        handle.write(data)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write `obj` as indented, key-sorted JSON (so equal objects give equal bytes)."""
+    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    write_bytes_atomic(path, text.encode("utf-8"), durable=True)
+
+
+def remove_stale_tmp(folder: Path) -> list[Path]:
+    """Delete temporary files a killed run left in `folder`; return what was removed."""
+    removed = []
+    for path in Path(folder).glob(f".*{TMP_SUFFIX}"):
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed

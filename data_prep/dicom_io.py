@@ -1,0 +1,119 @@
+"""DICOM pixels to display values in [0, 1], the way a radiology viewer would show them.
+
+Order follows the DICOM grayscale pipeline (PS3.4 N.2): stored values -> modality LUT / rescale
+-> VOI (the first VOI LUT, else the first window, else min-max of the image) -> presentation
+(MONOCHROME1 is inverted so that 1 is always bright). Compressed transfer syntaxes decode through
+whatever pydicom pixel handlers are installed (pylibjpeg for JPEG here).
+"""
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+from data_prep.image_io import ImageDecodeError
+
+
+def _first(value: Any) -> float:
+    """A window value may be multi-valued (several presets); the first is the default one."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = value[0]
+    return float(value)
+
+
+def read_dataset(data: bytes, name: str) -> Any:
+    """Parse a DICOM file's bytes (pixel data included) or raise `ImageDecodeError`."""
+    import pydicom
+
+    try:
+        return pydicom.dcmread(io.BytesIO(data))
+    except Exception as exc:
+        raise ImageDecodeError(name, f"unreadable DICOM ({type(exc).__name__}: {exc})") from exc
+
+
+def decoded_pixels(ds: Any, name: str) -> np.ndarray:
+    """The stored pixel values of a single-frame grayscale image, decompressed."""
+    photometric = str(ds.get("PhotometricInterpretation", "")).upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise ImageDecodeError(name, f"photometric interpretation {photometric or 'missing'}; "
+                               "only MONOCHROME1/2 radiographs are supported")
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        raise ImageDecodeError(name, f"{ds.NumberOfFrames} frames; one image per file expected")
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
+        raise ImageDecodeError(name, f"cannot decode pixel data (transfer syntax {syntax}; "
+                               f"{type(exc).__name__}: {exc})") from exc
+    if pixels.ndim != 2:
+        raise ImageDecodeError(name, f"pixel array of shape {pixels.shape}; expected 2-D")
+    return pixels
+
+
+def _apply_voi(values: np.ndarray, ds: Any, raw: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """Map modality values to [0, 1]: VOI LUT, else window, else 8-bit as is, else min-max."""
+    from pydicom.pixels import apply_voi
+
+    if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
+        item = ds.VOILUTSequence[0]
+        bits = int(item.LUTDescriptor[2])
+        out = apply_voi(raw, ds, index=0).astype(np.float64) / (2**bits - 1)
+        return np.clip(out, 0.0, 1.0), {"kind": "voi_lut", "lut_bits": bits,
+                                        "explanation": str(item.get("LUTExplanation", ""))}
+    if "WindowCenter" in ds and "WindowWidth" in ds:
+        center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
+        function = str(ds.get("VOILUTFunction", "LINEAR")).upper() or "LINEAR"
+        if width > 1 or (function == "LINEAR_EXACT" and width > 0):
+            return _window(values, center, width, function), {
+                "kind": "window", "center": center, "width": width, "function": function}
+    low, high = float(values.min()), float(values.max())
+    if int(ds.get("BitsStored", 16) or 16) <= 8 and low >= 0 and high <= 255:
+        return values / 255.0, {"kind": "none (8-bit values kept)"}
+    spread = high - low if high > low else 1.0
+    return (values - low) / spread, {"kind": "min-max", "low": low, "high": high}
+
+
+def _window(values: np.ndarray, center: float, width: float, function: str) -> np.ndarray:
+    """The VOI window of PS3.3 C.11.2.1.2, giving [0, 1]."""
+    if function == "SIGMOID":
+        return 1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))
+    if function == "LINEAR_EXACT":
+        return np.clip((values - center) / width + 0.5, 0.0, 1.0)
+    return np.clip((values - (center - 0.5)) / (width - 1.0) + 0.5, 0.0, 1.0)
+
+
+def dicom_to_unit_float(data: bytes, name: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """Decode a DICOM file to float64 HxW in [0, 1] (1 = bright) and the conversion record."""
+    from pydicom.pixels import apply_modality_lut
+
+    ds = read_dataset(data, name)
+    raw = decoded_pixels(ds, name)
+    values = apply_modality_lut(raw, ds).astype(np.float64)
+    unit, voi = _apply_voi(values, ds, raw)
+    photometric = str(ds.PhotometricInterpretation).upper()
+    if photometric == "MONOCHROME1":
+        unit = 1.0 - unit
+    syntax = ds.file_meta.get("TransferSyntaxUID", "unknown") if hasattr(ds, "file_meta") else "unknown"
+    record = {
+        "format": "dicom", "mode": photometric, "size": [int(raw.shape[1]), int(raw.shape[0])],
+        "transfer_syntax": str(syntax), "bits_stored": int(ds.get("BitsStored", 0) or 0),
+        "modality_lut": {"slope": float(ds.get("RescaleSlope", 1) or 1),
+                         "intercept": float(ds.get("RescaleIntercept", 0) or 0)},
+        "voi": voi, "steps": [f"VOI {voi['kind']}"],
+    }
+    if photometric == "MONOCHROME1":
+        record["steps"].append("MONOCHROME1 inverted")
+    return unit, record
+
+
+def dicom_patient_id(data: bytes) -> str | None:
+    """PatientID from the header only (fast: pixel data is not read), or None."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["PatientID"])
+    except Exception:
+        return None
+    value = str(ds.get("PatientID", "") or "").strip()
+    return value or None

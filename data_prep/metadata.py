@@ -1,0 +1,109 @@
+"""NIH ChestX-ray14 metadata: the Data_Entry csv (2017 or v2020 revision) and the official lists.
+
+Rows are keyed by image name (`00000001_000.png`). Both csv revisions are accepted: the 2017
+Kaggle file (ages as plain numbers, a trailing empty column) and the v2020 revision (also gzipped
+as torchxrayvision ships it); older copies write ages as `058Y`.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import re
+from dataclasses import asdict, dataclass
+
+NIH_NAME = re.compile(r"^(\d{8})_(\d{3})$")
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    """One metadata row, normalised. `patient_id` is a string (NIH ids zero-padded to 8 digits)."""
+
+    image: str
+    patient_id: str
+    follow_up: int | None = None
+    view: str | None = None
+    age: int | None = None
+    sex: str | None = None
+    labels: tuple[str, ...] = ()
+    original_size: tuple[int, int] | None = None
+
+    def to_json(self) -> dict:
+        """A json-ready dict (tuples become lists)."""
+        record = asdict(self)
+        record["labels"] = list(self.labels)
+        record["original_size"] = list(self.original_size) if self.original_size else None
+        return record
+
+
+def nih_patient_from_name(stem: str) -> tuple[str, int] | None:
+    """('00000001', 0) for the NIH-style stem '00000001_000', else None."""
+    match = NIH_NAME.match(stem)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def _age(text: str) -> int | None:
+    digits = re.match(r"^\s*0*(\d+)\s*[Yy]?\s*$", text or "")
+    return int(digits.group(1)) if digits else None
+
+
+def _int_or_none(text: str) -> int | None:
+    try:
+        return int(float(text))
+    except (TypeError, ValueError):
+        return None
+
+
+def _row_to_meta(row: list[str], columns: dict[str, int]) -> ImageMeta:
+    def get(column: str) -> str:
+        index = columns.get(column)
+        return row[index].strip() if index is not None and index < len(row) else ""
+
+    width, height = _int_or_none(get("width")), _int_or_none(get("height"))
+    labels = tuple(label for label in get("Finding Labels").split("|") if label)
+    return ImageMeta(
+        image=get("Image Index"), patient_id=f"{int(get('Patient ID')):08d}",
+        follow_up=_int_or_none(get("Follow-up #")), view=get("View Position") or None,
+        age=_age(get("Patient Age")), sex=get("Patient Gender") or None, labels=labels,
+        original_size=(width, height) if width and height else None,
+    )
+
+
+def _column_index(header: list[str]) -> dict[str, int]:
+    """Map the columns we use to positions; the size header is split in two by its comma."""
+    columns = {name.strip(): i for i, name in enumerate(header)}
+    for i, name in enumerate(header):
+        if name.strip().startswith("OriginalImage["):
+            columns["width"], columns["height"] = i, i + 1
+    missing = [c for c in ("Image Index", "Patient ID") if c not in columns]
+    if missing:
+        raise ValueError(f"not an NIH Data_Entry table: no column {missing[0]!r}")
+    return columns
+
+
+def parse_data_entry(raw: bytes, name: str) -> dict[str, ImageMeta]:
+    """Parse a Data_Entry csv (gzipped or not) into {image name: ImageMeta}."""
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    reader = csv.reader(io.StringIO(raw.decode("utf-8-sig")))
+    try:
+        columns = _column_index(next(reader))
+    except StopIteration:
+        raise ValueError(f"{name}: empty metadata table") from None
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    table: dict[str, ImageMeta] = {}
+    for line_number, row in enumerate(reader, start=2):
+        if not row or not row[0].strip():
+            continue
+        try:
+            meta = _row_to_meta(row, columns)
+        except ValueError:
+            raise ValueError(f"{name}: line {line_number}: bad Patient ID {row!r:.80}") from None
+        table[meta.image] = meta
+    return table
+
+
+def parse_image_list(raw: bytes) -> set[str]:
+    """The image names of train_val_list.txt / test_list.txt (one per line)."""
+    return {line.strip() for line in raw.decode("utf-8-sig").splitlines() if line.strip()}

@@ -1,0 +1,207 @@
+"""`prep shard`: a source (Kaggle zip, Kaggle folder, any PNG/DICOM folder) to a shard set.
+
+Plan (catalog, patient-disjoint split, seeded order, fixed-size shards), then write every shard
+not already complete, on all cores, then `manifest.json`. Each shard is the unit of resume: a
+re-run after a kill finds complete shards by their state files (`.partial/`, removed once the
+manifest is written) and redoes only the rest. Output layout: ../shared/CONTRACTS.md §2.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import re
+import shutil
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from data_prep.atomic import remove_stale_tmp
+from data_prep.catalog import Candidate, build_catalog
+from data_prep.manifest import MANIFEST_NAME, build_manifest, write_manifest
+from data_prep.shard_writer import STATE_DIR, ShardTask, SizeRule, write_shard
+from data_prep.sources import open_source
+from data_prep.split import SPLITS, assign_splits, seeded_rank
+
+FORMAT_VERSION = 1
+SHARD_FILE = re.compile(r"^(train|val|test)-\d{6}\.(tar|idx)$")
+
+
+def plan_shards(candidates: list[Candidate], assignment: dict[str, str], *, seed: int,
+                samples_per_shard: int, shard_bytes: int | None, settings_digest: str) -> list[ShardTask]:
+    """Group each split's candidates, in seeded order, into shards of at most `samples_per_shard`
+    samples and (if set) about `shard_bytes` bytes of source data."""
+    tasks = []
+    for split in SPLITS:
+        members = sorted((c for c in candidates if assignment[c.meta.patient_id] == split),
+                         key=lambda c: seeded_rank(seed, c.key))
+        groups: list[list[Candidate]] = []
+        total = 0
+        for item in members:
+            full = groups and (len(groups[-1]) >= samples_per_shard
+                               or (shard_bytes and total + item.size > shard_bytes))
+            if not groups or full:
+                groups.append([])
+                total = 0
+            groups[-1].append(item)
+            total += item.size
+        for index, group in enumerate(groups):
+            description = [settings_digest, split, index,
+                           [(c.name, c.key, c.size, c.patient_from, c.meta.to_json()) for c in group]]
+            digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
+            tasks.append(ShardTask(split, index, tuple(group), digest))
+    return tasks
+
+
+def _completed(out: Path, task: ShardTask) -> dict | None:
+    """The record of a shard a previous run finished with the same plan, else None."""
+    state_path = out / STATE_DIR / f"{task.stem}.json"
+    try:
+        state = json.loads(state_path.read_text())
+    except (OSError, ValueError):
+        return None
+    record = state.get("record", {})
+    if state.get("digest") != task.digest:
+        return None
+    if record.get("samples"):
+        tar, idx = out / record["file"], out / record["index_file"]
+        if not idx.is_file() or not tar.is_file() or tar.stat().st_size != record["bytes"]:
+            return None
+    return record
+
+
+_worker_state: dict[str, Any] = {}
+
+
+def _init_worker(source: Any, out: Path, sizes: SizeRule, progress: Any) -> None:
+    _worker_state.update(source=source, out=out, sizes=sizes, progress=progress)
+
+
+def _worker_write(task: ShardTask) -> dict:
+    state = _worker_state
+    return write_shard(state["source"], task, state["out"], state["sizes"],
+                       on_sample=lambda: state["progress"].put(1))
+
+
+def _run_tasks(source: Any, tasks: list[ShardTask], out: Path, sizes: SizeRule, workers: int,
+               bar: tqdm) -> list[dict]:
+    """Write `tasks`, in this process when one worker suffices, else in a pool of processes.
+
+    Spawned, not forked: the parent may hold threads (torch, DALI). A worker that dies takes the
+    run down with BrokenProcessPool instead of hanging it; the shards done so far stay done.
+    """
+    if workers <= 1 or len(tasks) <= 1:
+        return [write_shard(source, task, out, sizes, on_sample=lambda: bar.update(1)) for task in tasks]
+    context = mp.get_context("spawn")
+    progress = context.SimpleQueue()
+
+    def pump() -> None:
+        while progress.get() is not None:
+            bar.update(1)
+
+    pumper = threading.Thread(target=pump, daemon=True)
+    pumper.start()
+    try:
+        with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context, initializer=_init_worker,
+                                 initargs=(source, out, sizes, progress)) as pool:
+            # Largest shards first so that the last ones to finish are small.
+            order = sorted(tasks, key=lambda t: -len(t.items))
+            return list(pool.map(_worker_write, order))
+    finally:
+        progress.put(None)
+        pumper.join()
+
+
+def _remove_foreign_shards(out: Path, tasks: list[ShardTask]) -> None:
+    """Delete shard files of an earlier, different plan (e.g. more shards than now)."""
+    planned = {f"{t.stem}.{ext}" for t in tasks for ext in ("tar", "idx")}
+    for path in out.iterdir():
+        if SHARD_FILE.match(path.name) and path.name not in planned:
+            path.unlink()
+
+
+def _check_existing_manifest(out: Path, plan_digest: str, overwrite: bool) -> dict | None:
+    """The manifest of an identical finished run (nothing to do), else None; refuse foreign sets."""
+    path = out / MANIFEST_NAME
+    if not path.exists():
+        return None
+    manifest = json.loads(path.read_text())
+    if manifest.get("plan_digest") == plan_digest:
+        return manifest
+    if not overwrite:
+        raise ValueError(f"{out}: already holds a shard set made from other input or settings; "
+                         "choose an empty folder or pass --overwrite")
+    path.unlink()
+    return None
+
+
+def shard_dataset(
+    source: Path,
+    out: Path,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    samples_per_shard: int = 1000,
+    shard_bytes: int | None = None,
+    workers: int | None = None,
+    unlisted: str = "infer",
+    expect_size_px: int | None = None,
+    min_size_px: int = 64,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda message: None,
+) -> dict:
+    """Shard `source` into `out` (see module docstring) and return the manifest.
+
+    `val_fraction` is taken from the train/val patients; `test_fraction` of all patients applies
+    only when the source has no official test_list.txt. `unlisted` says what to do with an image
+    that has no metadata row: "infer" its patient, or "refuse" it.
+    """
+    if samples_per_shard < 1:
+        raise ValueError(f"samples_per_shard must be at least 1, got {samples_per_shard}")
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    src = open_source(Path(source))
+    out = Path(out)
+    catalog = build_catalog(src, unlisted=unlisted)
+    log(f"{len(catalog.candidates)} images found, {catalog.rows_without_image} metadata rows without an image")
+    official = None
+    if catalog.official_test is not None:
+        official = {c.meta.patient_id for c in catalog.candidates if c.meta.image in catalog.official_test}
+    assignment = assign_splits((c.meta.patient_id for c in catalog.candidates), seed=seed,
+                               val_fraction=val_fraction, test_fraction=test_fraction,
+                               official_test_patients=official)
+    settings = {"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction,
+                "samples_per_shard": samples_per_shard, "shard_bytes": shard_bytes,
+                "unlisted": unlisted, "expect_size_px": expect_size_px, "min_size_px": min_size_px,
+                "format_version": FORMAT_VERSION, "official_test_list": official is not None}
+    settings_digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    tasks = plan_shards(catalog.candidates, assignment, seed=seed, samples_per_shard=samples_per_shard,
+                        shard_bytes=shard_bytes, settings_digest=settings_digest)
+    plan_digest = hashlib.sha256("".join(t.digest for t in tasks).encode()).hexdigest()
+    out.mkdir(parents=True, exist_ok=True)
+    done = _check_existing_manifest(out, plan_digest, overwrite)
+    if done is not None:
+        log(f"{out}: already complete")
+        return done
+    (out / STATE_DIR).mkdir(exist_ok=True)
+    remove_stale_tmp(out)
+    remove_stale_tmp(out / STATE_DIR)
+    records = {t.stem: _completed(out, t) for t in tasks}
+    todo = [t for t in tasks if records[t.stem] is None]
+    log(f"{len(tasks)} shards planned, {len(tasks) - len(todo)} already complete")
+    with tqdm(total=sum(len(t.items) for t in todo), unit="img", disable=not progress,
+              desc="sharding") as bar:
+        for record in _run_tasks(src, todo, out, SizeRule(expect_size_px, min_size_px), workers, bar):
+            records[f"{record['split']}-{record['shard']:06d}"] = record
+    _remove_foreign_shards(out, tasks)
+    manifest = build_manifest([records[t.stem] for t in tasks], catalog=catalog, source=src.describe(),
+                              settings=settings, plan_digest=plan_digest)
+    write_manifest(out, manifest)
+    shutil.rmtree(out / STATE_DIR, ignore_errors=True)
+    return manifest
