@@ -96,14 +96,20 @@ def _machine() -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `cxr-sr bench loader`."""
+    """The options of `cxr-sr bench loader`; batch, patch and workers default to default.yaml's."""
+    from dist_train.config import load_config
+
+    data = load_config("default").data
     parser.add_argument("--shards", required=True, help="shard set directory (cxr-sr prep shard)")
     parser.add_argument("--json", default=None, help="write the JSON here as well as to stdout")
     parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated: dali,torch")
-    parser.add_argument("--batch", type=int, default=16, help="batch size (default: the config's)")
-    parser.add_argument("--patch", type=int, default=96, help="HR patch in px (default: the config's)")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="DataLoader workers (torch) = DALI CPU threads (dali)")
+    parser.add_argument("--batch", type=int, default=data.batch_size,
+                        help=f"batch size per process (default {data.batch_size}, default.yaml)")
+    parser.add_argument("--patch", type=int, default=data.patch_px,
+                        help=f"HR patch in px (default {data.patch_px}, default.yaml)")
+    parser.add_argument("--workers", type=int, default=data.workers,
+                        help="DataLoader workers (torch) = DALI CPU threads (dali) "
+                             f"(default {data.workers}, default.yaml)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed batches first")
     parser.add_argument("--batches", type=int, default=20, help="timed batches")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",

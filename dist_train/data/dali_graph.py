@@ -7,9 +7,8 @@ Why not ``fn.resize(interp_type=INTERP_CUBIC, antialias=True)``: its kernel matc
 inside the image, but it extends the image at the border where PyTorch (like PIL) renormalises
 the truncated kernel, so the outer two LR rows and columns differ by up to ~12 gray levels. The
 degradation below is PyTorch's definition written as a normalised convolution: blur with the
-stretched Keys cubic (a = -0.5) under zero padding, divide by the same blur of an all-ones image
-(= the sum of in-bounds weights), then take every ``scale``-th pixel. It agrees with the
-reference to ~1e-4 gray levels everywhere.
+stretched Keys cubic (a = -0.5) under zero padding, take every ``scale``-th pixel, divide by the
+sum of the in-bounds weights. It agrees with the reference to ~1e-4 gray levels everywhere.
 """
 from __future__ import annotations
 
@@ -33,25 +32,45 @@ def antialias_bicubic_taps(scale: int) -> np.ndarray:
     return weights.astype(np.float32)
 
 
-def downsample(hr: DataNode, scale: int, device: str) -> DataNode:
-    """``H x W x 1`` float HR in [0, 1] -> ``H/scale x W/scale x 1`` LR, clamped (CONTRACTS §3)."""
+def in_bounds_weight(size_px: int, scale: int) -> np.ndarray:
+    """Sum of the in-bounds taps of each LR position along an axis of ``size_px`` HR pixels:
+    what PyTorch divides by (1-D; the 2-D sum is the outer product of the two axes')."""
+    taps = antialias_bicubic_taps(scale)
+    centres = scale * np.arange(size_px // scale) + scale // 2
+    first = centres - 2 * scale  # HR pixel under tap 0
+    hr_pixel = first[:, None] + np.arange(len(taps))[None, :]
+    return ((hr_pixel >= 0) & (hr_pixel < size_px)).astype(np.float64) @ taps.astype(np.float64)
+
+
+def downsample(hr: DataNode, scale: int, device: str, size_px: int = 0) -> DataNode:
+    """``H x W x 1`` float HR in [0, 1] -> ``H/scale x W/scale x 1`` LR, clamped (CONTRACTS §3).
+
+    Each axis in turn: blur with the taps under zero padding, keep every ``scale``-th row (or
+    column), so the second blur runs on a ``scale`` times smaller image. Then divide by the
+    in-bounds weight: a constant map for square ``size_px`` patches (training), otherwise the
+    same blur of an all-ones image (validation, whole images of any size).
+    """
     taps = antialias_bicubic_taps(scale)
     taps_y = types.Constant(taps.reshape(-1, 1), device=device)
     taps_x = types.Constant(taps.reshape(1, -1), device=device)
 
-    def blur(image: DataNode) -> DataNode:
-        image = fn.filter(image, taps_y, border="constant", anchor=[2 * scale, 0], device=device)
-        return fn.filter(image, taps_x, border="constant", anchor=[0, 2 * scale], device=device)
-
-    def every_scale_th_pixel(image: DataNode) -> DataNode:
+    def blur_and_subsample(image: DataNode) -> DataNode:
         # Nearest-neighbour resizing by 1/scale reads HR pixel scale*j + scale//2 for LR pixel j.
-        lr_size = image.shape(dtype=types.FLOAT)[0:2] * (1.0 / scale)
-        return fn.resize(image, size=lr_size, interp_type=types.INTERP_NN, antialias=False,
-                         device=device)
+        size_hw = image.shape(dtype=types.FLOAT)[0:2]
+        one_row_in = size_hw * types.Constant(np.array([1.0 / scale, 1.0], np.float32))
+        image = fn.filter(image, taps_y, border="constant", anchor=[2 * scale, 0], device=device)
+        image = fn.resize(image, size=one_row_in, interp_type=types.INTERP_NN, antialias=False,
+                          device=device)
+        image = fn.filter(image, taps_x, border="constant", anchor=[0, 2 * scale], device=device)
+        return fn.resize(image, size=size_hw * (1.0 / scale), interp_type=types.INTERP_NN,
+                         antialias=False, device=device)
 
-    blurred = every_scale_th_pixel(blur(hr))
-    weight_sum = every_scale_th_pixel(blur(hr * 0.0 + 1.0))
-    return dmath.clamp(blurred / weight_sum, 0.0, 1.0)
+    blurred = blur_and_subsample(hr)
+    if size_px:
+        weight = np.outer(in_bounds_weight(size_px, scale), in_bounds_weight(size_px, scale))
+        inverse = types.Constant((1.0 / weight).astype(np.float32)[:, :, None], device=device)
+        return dmath.clamp(blurred * inverse, 0.0, 1.0)
+    return dmath.clamp(blurred / blur_and_subsample(hr * 0.0 + 1.0), 0.0, 1.0)
 
 
 def to_unit_float(image: DataNode) -> DataNode:

@@ -73,7 +73,7 @@ def _train_pipeline(split: SplitShards, shard_id: int, num_shards: int, shuffle:
         source=augment_source, num_outputs=4, batch=True, batch_info=True)
     patch = dali_graph.decode_random_patch(png, crop_uv, patch_px, device)
     hr = dali_graph.to_unit_float(dali_graph.dihedral(patch, transpose, flip_h, flip_v))
-    lr = dali_graph.downsample(hr, scale, device)
+    lr = dali_graph.downsample(hr, scale, device, size_px=patch_px)
     return dali_graph.to_chw(lr), dali_graph.to_chw(hr), source_info
 
 
