@@ -30,11 +30,22 @@ def psnr_per_image(sr: torch.Tensor, hr: torch.Tensor, crop: int) -> torch.Tenso
                                    reduction="none", dim=(1, 2, 3))
 
 
+SSIM_WINDOW_PX = 11
+
+
 def ssim_per_image(sr: torch.Tensor, hr: torch.Tensor, crop: int) -> torch.Tensor:
-    """SSIM of each image (Gaussian window 11, sigma 1.5, K1=0.01, K2=0.03, range 255)."""
-    return structural_similarity_index_measure(
+    """SSIM of each image (Gaussian window 11, sigma 1.5, K1=0.01, K2=0.03, range 255).
+
+    Averaged over the valid region only (where the whole window lies inside the image), as in
+    Wang et al.'s reference code, scikit-image and BasicSR. torchmetrics 1.9 averages its SSIM map
+    over reflect-padded borders too, so its full map is taken and the half window cropped here.
+    """
+    _, ssim_map = structural_similarity_index_measure(
         _crop(quantize(sr), crop), _crop(quantize(hr), crop), gaussian_kernel=True, sigma=1.5,
-        kernel_size=11, data_range=255.0, k1=0.01, k2=0.03, reduction="none")
+        kernel_size=SSIM_WINDOW_PX, data_range=255.0, k1=0.01, k2=0.03, reduction="none",
+        return_full_image=True)
+    half = SSIM_WINDOW_PX // 2
+    return ssim_map[..., half:-half, half:-half].flatten(1).mean(dim=1)
 
 
 def consistency_psnr(sr: torch.Tensor, lr: torch.Tensor, scale: int) -> torch.Tensor:

@@ -26,3 +26,19 @@ def realxray_dir() -> Path:
 def nih_sample_dir() -> Path:
     """312 real NIH PNGs in the Kaggle layout with NIH's full metadata table."""
     return _shared_dir("nih-sample")
+
+
+@pytest.fixture(scope="session")
+def synth_images(tmp_path_factory) -> Path:
+    """Sixteen 256 px synthetic chest phantoms in the Kaggle layout (the embedded default)."""
+    from data_prep.synth import make_synthetic
+
+    return make_synthetic(tmp_path_factory.mktemp("synth") / "synth", 16, seed=0, size_px=256)
+
+
+def tiny_config(out_dir: Path, images: Path, *overrides: str):
+    """The bundled tiny CPU config pointed at ``images`` and ``out_dir``, plus overrides."""
+    from dist_train.config import load_config
+
+    return load_config("tiny_cpu", [f"data.images={images}", f"train.out_dir={out_dir}", "data.workers=0",
+                                    *overrides])

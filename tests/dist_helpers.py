@@ -1,0 +1,136 @@
+"""Helpers for the multi-process tests: tiny images, real launches (torchrun/deepspeed), scalars.
+
+Every launch is a real process tree on the CPU with gloo: one thread per process (two processes
+share the CI machine's cores), DeepSpeed's CPU accelerator, and DeepSpeed's compiled ops cached in
+``TORCH_EXTENSIONS_DIR`` (CI exports it; otherwise ``~/.cache/cxr-sr/torch_extensions``), so the
+one-off ~50 s build of ``shm_comm`` happens once per machine, not once per test.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+WORKERS = Path(__file__).resolve().parent / "workers"
+DEFAULT_EXTENSIONS_DIR = Path.home() / ".cache" / "cxr-sr" / "torch_extensions"
+RUN_TIMEOUT_S = 300
+
+
+def write_tiny_images(folder: Path, count: int = 20, size_px: int = 128, seed: int = 0) -> Path:
+    """``count`` smooth grayscale PNGs with fine detail: fast to decode, deterministic."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size_px, 0:size_px] / size_px
+    for index in range(count):
+        a, b, c = rng.random(3)
+        image = (0.5 + 0.3 * np.sin(2 * np.pi * (4 * a * x + 3 * b * y)) + 0.15 * np.cos(12 * np.pi * c * x * y)
+                 + 0.05 * rng.standard_normal((size_px, size_px)))
+        Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).save(folder / f"img_{index:03d}.png")
+    return folder
+
+
+def tiny_args(images: Path, out_dir: Path, *extra: str) -> list[str]:
+    """``--config tiny_cpu`` at test size: 32 px patches, 4 per process, a scalar per step."""
+    return ["--config", "tiny_cpu", f"data.images={images}", f"train.out_dir={out_dir}", "data.workers=0",
+            "data.patch_px=32", "data.batch_size=4", "data.val_crop_px=64", "data.val_count=2",
+            "train.log_every=1", "train.val_every=1000", "dist.timeout_s=60", *extra]
+
+
+def process_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(DEFAULT_EXTENSIONS_DIR))
+    env.update({"OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu", "CUDA_VISIBLE_DEVICES": "",
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")])),
+                "PYTHONWARNINGS": "ignore"})
+    env.update(extra)
+    return env
+
+
+def torchrun(nproc: int, args: list[str], script: str | None = None) -> list[str]:
+    """``torchrun --standalone`` (a private free port) running ``-m dist_train`` or a worker script."""
+    target = ["-m", "dist_train"] if script is None else [str(WORKERS / script)]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+            *target, *args]
+
+
+def run(command: list[str], log: Path, timeout_s: float = RUN_TIMEOUT_S, env: dict | None = None,
+        expect_ok: bool = True) -> subprocess.CompletedProcess:
+    """Run to completion with output in ``log``; a failure shows the log's tail."""
+    with open(log, "w") as handle:
+        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env or process_env(),
+                                timeout=timeout_s, cwd=PROJECT_ROOT)
+    if expect_ok and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}: {' '.join(command)}\n{tail(log)}")
+    return result
+
+
+def start(command: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+    """Start in a new session (so the whole tree can be killed at once), output in ``log``."""
+    handle = open(log, "w")
+    return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env or process_env(),
+                            cwd=PROJECT_ROOT, start_new_session=True)
+
+
+def tail(log: Path, lines: int = 40) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else "(no log)"
+
+
+def wait_for(condition, timeout_s: float, what: str, log: Path | None = None, poll_s: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{tail(log) if log else ''}")
+        time.sleep(poll_s)
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def worker_pids(launcher: subprocess.Popen, count: int, timeout_s: float = 60) -> list[int]:
+    """The ``count`` trainer processes torchrun started (its direct children)."""
+    wait_for(lambda: len(children(launcher.pid)) >= count, timeout_s, f"{count} workers")
+    return children(launcher.pid)
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL the whole session of a process started with ``start``."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def copy_run(source: Path, target: Path, drop_after_step: int | None = None) -> Path:
+    """Copy a run folder, optionally deleting its checkpoints after ``drop_after_step``."""
+    shutil.copytree(source, target)
+    if drop_after_step is not None:
+        for folder in (target / "checkpoints").iterdir():
+            if int(folder.name.split("_")[1].split(".")[0]) > drop_after_step:
+                shutil.rmtree(folder)
+    return target

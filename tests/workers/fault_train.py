@@ -1,0 +1,90 @@
+"""The real ``python -m dist_train`` with test-only changes chosen by environment variables.
+
+Started by torchrun in place of ``-m dist_train`` (tests/test_distributed*.py). Each change is
+the smallest needed to make one fault or one comparison reproducible with real processes:
+
+* ``CXR_SR_TEST_NAN=R:S1,S2,...``: on rank R, the generator loss of steps S1, S2, ... (0-based)
+  is NaN, as an fp16 overflow would make it.
+* ``CXR_SR_TEST_HANG_CHECKPOINT=S``: while writing checkpoint S, after every other file and just
+  before ``trainer.pt``, rank 0 touches ``RUN/hang_marker`` and sleeps: a window for ``kill -9``.
+* ``CXR_SR_TEST_GLOBAL_BATCH=N``: every rank draws the global batch of N from one world-size-
+  independent source (the folder loader as rank 0 of 1) and keeps its own slice, so runs with
+  different process counts see exactly the same samples per step.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import replace
+
+from dist_train import trainer as trainer_module
+from dist_train.checkpoint import TRAINER_FILE
+from dist_train.train import main
+
+_RealTrainer = trainer_module.Trainer
+_real_torch_save_atomic = trainer_module.torch_save_atomic
+
+
+class _PoisonedObjective:
+    """The real generator objective, returning a NaN total on chosen steps of one rank."""
+
+    def __init__(self, objective, trainer, rank: int, steps: set[int]):
+        self.objective, self.trainer, self.rank, self.steps = objective, trainer, rank, steps
+        self.cfg = objective.cfg
+
+    def __call__(self, *args, **kwargs):
+        total, terms = self.objective(*args, **kwargs)
+        if self.trainer.env.rank == self.rank and self.trainer.step in self.steps:
+            total = total * float("nan")
+        return total, terms
+
+
+class _GlobalBatchSlices:
+    """Rank r's slice of one global batch from a loader that knows nothing of the world size."""
+
+    def __init__(self, cfg, global_batch: int, rank: int, world_size: int, device):
+        from dist_train.data.folder import FolderTrainLoader
+        single = replace(cfg, data=replace(cfg.data, batch_size=global_batch))
+        self.loader = FolderTrainLoader(single, 0, 1, device)
+        self.part = slice(rank * global_batch // world_size, (rank + 1) * global_batch // world_size)
+
+    def next_batch(self):
+        lr, hr = self.loader.next_batch()
+        return lr[self.part], hr[self.part]
+
+    def state_dict(self):
+        return self.loader.state_dict()
+
+    def load_state_dict(self, state):
+        self.loader.load_state_dict(state)
+
+    def close(self):
+        self.loader.close()
+
+
+class FaultyTrainer(_RealTrainer):
+    def __init__(self, cfg, env, feature_net=None):
+        super().__init__(cfg, env, feature_net)
+        if os.environ.get("CXR_SR_TEST_NAN"):
+            rank, _, steps = os.environ["CXR_SR_TEST_NAN"].partition(":")
+            self.objective = _PoisonedObjective(self.objective, self, int(rank), {int(s) for s in steps.split(",")})
+        if os.environ.get("CXR_SR_TEST_GLOBAL_BATCH"):
+            self.train_batches.close()
+            self.train_batches = _GlobalBatchSlices(cfg, int(os.environ["CXR_SR_TEST_GLOBAL_BATCH"]), env.rank,
+                                                    env.world_size, env.device)
+
+
+def _hanging_torch_save_atomic(obj, path):
+    hang_step = os.environ.get("CXR_SR_TEST_HANG_CHECKPOINT")
+    if hang_step and path.name == TRAINER_FILE and obj["step"] == int(hang_step):
+        (path.parents[2] / "hang_marker").touch()
+        time.sleep(600)
+    _real_torch_save_atomic(obj, path)
+
+
+trainer_module.Trainer = FaultyTrainer
+trainer_module.torch_save_atomic = _hanging_torch_save_atomic
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
