@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("dist_train.train", "train the SRGAN (run under torchrun/deepspeed for several processes)"),
     "export": ("export.export_command", "export a run's generator as TorchScript (or a torch.export .pt2)"),
     "upscale": ("export.upscale_command", "upscale PNG/DICOM files or folders with an exported model"),
+    "prep": ("data_prep.cli", "download, shard, verify and synthesise chest X-ray datasets"),
 }
 
 
