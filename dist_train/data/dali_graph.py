@@ -56,14 +56,18 @@ def downsample(hr: DataNode, scale: int, device: str, size_px: int = 0) -> DataN
 
     def blur_and_subsample(image: DataNode) -> DataNode:
         # Nearest-neighbour resizing by 1/scale reads HR pixel scale*j + scale//2 for LR pixel j.
-        size_hw = image.shape(dtype=types.FLOAT)[0:2]
-        one_row_in = size_hw * types.Constant(np.array([1.0 / scale, 1.0], np.float32))
+        if size_px:  # known patch size: constant sizes keep the graph free of shape queries
+            rows_cut, both_cut = [size_px / scale, float(size_px)], [size_px / scale] * 2
+        else:
+            size_hw = image.shape(dtype=types.FLOAT)[0:2]
+            rows_cut = size_hw * types.Constant(np.array([1.0 / scale, 1.0], np.float32))
+            both_cut = size_hw * (1.0 / scale)
         image = fn.filter(image, taps_y, border="constant", anchor=[2 * scale, 0], device=device)
-        image = fn.resize(image, size=one_row_in, interp_type=types.INTERP_NN, antialias=False,
+        image = fn.resize(image, size=rows_cut, interp_type=types.INTERP_NN, antialias=False,
                           device=device)
         image = fn.filter(image, taps_x, border="constant", anchor=[0, 2 * scale], device=device)
-        return fn.resize(image, size=size_hw * (1.0 / scale), interp_type=types.INTERP_NN,
-                         antialias=False, device=device)
+        return fn.resize(image, size=both_cut, interp_type=types.INTERP_NN, antialias=False,
+                         device=device)
 
     blurred = blur_and_subsample(hr)
     if size_px:
@@ -119,5 +123,8 @@ def val_patch(image: DataNode, crop_px: int, scale: int) -> DataNode:
 
 
 def to_chw(image: DataNode) -> DataNode:
-    """``H x W x 1`` -> ``1 x H x W`` so that a batch is ``N x 1 x H x W``."""
-    return fn.transpose(image, perm=[2, 0, 1])
+    """``H x W x 1`` -> ``1 x H x W`` so that a batch is ``N x 1 x H x W``.
+
+    With one channel the memory order is the same, so a reshape (no copy) does it.
+    """
+    return fn.reshape(image, src_dims=[2, 0, 1], layout="CHW")
