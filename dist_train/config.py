@@ -143,11 +143,19 @@ class DistConfig:
     backend: str = "ddp"  # ddp (torchrun, or a single process) | deepspeed
     comm: str = "auto"  # auto (nccl on GPU, gloo on CPU) | nccl | gloo
     timeout_s: int = 600  # collective timeout: a dead rank stops the others after this long
+    # backend=deepspeed only. zero_stage -1 = the stage in deepspeed_config, or 2 without one.
+    zero_stage: int = -1
+    # A DeepSpeed JSON (e.g. launch/configs/ds_zero2_bf16.json) for DeepSpeed-only settings;
+    # batch size, clipping, precision, optimizers and schedules always come from this config.
+    deepspeed_config: str = ""
 
     def __post_init__(self):
         _one_of(self.backend, ("ddp", "deepspeed"), "dist.backend")
         _one_of(self.comm, ("auto", "nccl", "gloo"), "dist.comm")
         _require(self.timeout_s >= 1, "dist.timeout_s", "must be >= 1 second")
+        _one_of(self.zero_stage, (-1, 0, 1, 2), "dist.zero_stage")
+        _require(not self.deepspeed_config or self.deepspeed_config.endswith(".json"), "dist.deepspeed_config",
+                 "give the path of a DeepSpeed .json file, or leave it empty")
 
 
 @dataclass

@@ -55,6 +55,22 @@ def init_distributed(device_request: str = "auto", comm: str = "auto", timeout_s
     return DistEnv(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
 
 
+def ensure_process_group(env: DistEnv, comm: str = "auto", timeout_s: int = 600) -> None:
+    """A process group even for a single process (DeepSpeed needs one); no-op when one exists.
+
+    A single process gets an in-memory store, so no port is opened and no launcher is needed.
+    """
+    if dist.is_initialized():
+        return
+    if env.distributed:
+        raise RuntimeError("ensure_process_group: several ranks but no process group; call init_distributed first")
+    for name, value in (("RANK", 0), ("LOCAL_RANK", 0), ("WORLD_SIZE", 1)):
+        os.environ.setdefault(name, str(value))  # what a launcher would have set; DeepSpeed asserts them
+    backend = comm if comm != "auto" else ("nccl" if env.device.type == "cuda" else "gloo")
+    dist.init_process_group(backend=backend, store=dist.HashStore(), rank=0, world_size=1,
+                            timeout=datetime.timedelta(seconds=timeout_s))
+
+
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest complete checkpoint in train.out_dir (if any)")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
+    # The deepspeed launcher passes --local_rank unless told --no_local_rank; LOCAL_RANK in the
+    # environment is what counts, so the flag is accepted and ignored.
+    parser.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)
 
 
 def register(subparsers) -> None:
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         code = trainer.train()
         trainer.close()
         return code
-    except (VGGWeightsMissing, FileNotFoundError, CheckpointError, TooManyBadSteps) as err:
+    except (ConfigError, VGGWeightsMissing, FileNotFoundError, CheckpointError, TooManyBadSteps) as err:
         print(f"cxr-sr train: {err}", file=sys.stderr)
         return 1
     finally:

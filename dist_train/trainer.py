@@ -49,6 +49,7 @@ class Trainer:
         self.backend = build_backend(cfg, env, self.precision)
         self.backend.wrap(generator, discriminator)
         self.ema = EMA(self.backend.module("g"), cfg.train.ema_decay)
+        self.ema.module.float()  # DeepSpeed bf16/fp16 engines hold half weights; the EMA stays fp32
         if feature_net is None and cfg.loss.perceptual_weight > 0:
             feature_net = build_vgg19_features(cfg.loss.perceptual_layer, cfg.loss.perceptual_weights)
         self.objective = GeneratorLoss(cfg.loss, feature_net).to(env.device)

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export.export_command", "export a run's generator as TorchScript (or a torch.export .pt2)"),
     "upscale": ("export.upscale_command", "upscale PNG/DICOM files or folders with an exported model"),
     "prep": ("data_prep.cli", "download, shard, verify and synthesise chest X-ray datasets"),
+    "launch": ("launch.launcher_command", "run training under torchrun/deepspeed, or write a SLURM batch script"),
 }
 
 

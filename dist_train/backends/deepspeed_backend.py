@@ -1,0 +1,90 @@
+"""DeepSpeed backend: one engine per network (G and D), each with its own optimizer and JSON config.
+
+Facts this design rests on (DeepSpeed 0.19, measured on CPU with gloo):
+
+* The GAN step calls D's *bare module* with D frozen inside the G step; calling D's engine there
+  breaks ZeRO stages 0 and 2 (its gradient hooks fire for a backward that is not D's).
+* Both engines would share one ``latest`` file in a common folder, so each saves under an explicit
+  tag (``engine_g/``, ``engine_d/``) inside the trainer's checkpoint folder with
+  ``save_latest=False`` and loads by that tag: the trainer's atomic ``.partial`` rename is what
+  makes the whole checkpoint (engines + trainer state) count, never DeepSpeed's ``latest``.
+* Optimizers are client torch Adam instances (DeepSpeed then compiles no fused_adam op), and the
+  schedules are the same ``LambdaLR`` as the DDP backend's, so both backends train the same thing.
+* With bf16/fp16 the engines hold half-precision weights (fp32 masters live in the optimizer);
+  buffers follow the parameters' dtype (``data_types.buffer_dtype``) so BatchNorm works.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dist_train import distributed
+from dist_train.backends.base import NETS, TrainBackend
+from dist_train.backends.deepspeed_config import deepspeed_config
+from dist_train.optim import build_optimizer, build_scheduler
+
+
+def engine_tag(net: str) -> str:
+    """Subfolder of the checkpoint folder that holds network ``net``'s engine."""
+    return f"engine_{net}"
+
+
+class DeepSpeedBackend(TrainBackend):
+    """G and D each in a ``deepspeed.initialize`` engine (ZeRO 0/1/2, fp32/bf16/fp16)."""
+
+    def wrap(self, generator: nn.Module, discriminator: nn.Module) -> None:
+        # On a CPU run say so up front, rather than letting DeepSpeed probe for a GPU.
+        if self.env.device.type == "cpu":
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        import deepspeed
+
+        # Our process group (timeout from dist.timeout_s) is the one DeepSpeed wraps; a single
+        # process gets a one-rank group so that no launcher is needed.
+        distributed.ensure_process_group(self.env, self.cfg.dist.comm, self.cfg.dist.timeout_s)
+        self.ds_config = deepspeed_config(self.cfg)
+        self.engines = {}
+        for net, module in (("g", generator), ("d", discriminator)):
+            module = module.to(self.env.device)
+            engine, _, _, _ = deepspeed.initialize(
+                model=module,
+                optimizer=build_optimizer(module.parameters(), self.cfg, net),
+                lr_scheduler=lambda optimizer, net=net: build_scheduler(optimizer, self.cfg, net),
+                config=dict(self.ds_config),
+                dist_init_required=False)
+            self.engines[net] = engine
+
+    def forward(self, net: str, x: torch.Tensor) -> torch.Tensor:
+        return self.engines[net](x)
+
+    def module(self, net: str) -> nn.Module:
+        return self.engines[net].module
+
+    def backward(self, net: str, loss: torch.Tensor) -> None:
+        self.engines[net].backward(loss)
+
+    def step(self, net: str) -> None:
+        self.engines[net].step()  # clipping, (loss-scaled) optimizer step, zero_grad, scheduler step
+
+    def learning_rate(self, net: str) -> float:
+        return self.engines[net].get_lr()[0]
+
+    def save(self, folder: Path) -> None:
+        for net in NETS:
+            self.engines[net].save_checkpoint(str(folder), tag=engine_tag(net), client_state={},
+                                              save_latest=False)
+        if self.env.is_main:
+            (folder / "deepspeed_config.json").write_text(json.dumps(self.ds_config, indent=2))
+
+    def load(self, folder: Path) -> None:
+        for net in NETS:
+            if not (folder / engine_tag(net)).is_dir():
+                raise FileNotFoundError(f"{folder / engine_tag(net)}: missing; this checkpoint was not written "
+                                        "by dist.backend=deepspeed (resume with the backend that wrote it)")
+            path, _ = self.engines[net].load_checkpoint(str(folder), tag=engine_tag(net),
+                                                        load_optimizer_states=True, load_lr_scheduler_states=True)
+            if path is None:
+                raise FileNotFoundError(f"{folder / engine_tag(net)}: DeepSpeed could not load this engine")
