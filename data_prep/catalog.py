@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 from data_prep.metadata import ImageMeta, nih_patient_from_name, parse_data_entry, parse_image_list
 from data_prep.sources import Entry, FolderSource, ZipSource
 
-IMAGE_SUFFIXES = {".png", ".dcm", ".dicom", ".dic", ".jpg", ".jpeg", ".tif", ".tiff", ""}
+IMAGE_SUFFIXES = {".png", ".dcm", ".dicom", ".dic", ".jpg", ".jpeg", ".tif", ".tiff", ""}  # "": DICOM
 METADATA_PATTERN = re.compile(r"^Data_Entry_2017.*\.csv(\.gz)?$", re.IGNORECASE)
 UNLISTED_CHOICES = ("infer", "refuse")
 
@@ -55,10 +55,14 @@ def _find_top(entries: list[Entry], pattern: re.Pattern | str) -> str | None:
     return min(hits)[1] if hits else None
 
 
-def _is_candidate(name: str) -> bool:
+def _is_candidate(name: str, kaggle_layout: bool) -> bool:
+    """Every file of a Kaggle `images/` folder (a broken one is then skipped and listed), files
+    with an image suffix, and, outside the Kaggle layout, extension-less files (DICOM often is)."""
     path = PurePosixPath(name)
-    in_kaggle_images = len(path.parts) >= 2 and path.parts[-2] == "images"
-    return in_kaggle_images or path.suffix.lower() in IMAGE_SUFFIXES
+    if len(path.parts) >= 2 and path.parts[-2] == "images":
+        return True
+    suffix = path.suffix.lower()
+    return suffix in IMAGE_SUFFIXES and (suffix != "" or not kaggle_layout)
 
 
 def _keys(names: list[str]) -> dict[str, str]:
@@ -112,7 +116,7 @@ def build_catalog(source: FolderSource | ZipSource, unlisted: str = "infer") -> 
     entries, refused = source.entries()
     table, metadata_name, official_test = _load_tables(source, entries)
     skipped = [{"name": name, "reason": reason} for name, reason in refused]
-    images = [e for e in entries if _is_candidate(e.name) and e.name != metadata_name]
+    images = [e for e in entries if _is_candidate(e.name, bool(metadata_name)) and e.name != metadata_name]
     seen: dict[str, str] = {}
     unique = []
     for entry in images:

@@ -9,6 +9,7 @@ next to the pixels. Bad input raises `ImageDecodeError`, whose message is one li
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,7 @@ def encode_png_gray8(pixels: np.ndarray) -> bytes:
     if pixels.dtype != np.uint8 or pixels.ndim != 2:
         raise ValueError(f"expected a uint8 HxW array, got {pixels.dtype} with shape {pixels.shape}")
     buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="L").save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
 
 
@@ -79,7 +80,9 @@ def _pillow_to_gray8(data: bytes, name: str) -> tuple[np.ndarray, dict[str, Any]
             image = Image.open(io.BytesIO(data))
             image.load()
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError...)
-        raise ImageDecodeError(name, f"not a decodable image ({type(exc).__name__}: {exc})") from exc
+        # Pillow's messages may embed object reprs with addresses; keep reasons deterministic.
+        detail = re.sub(r"\s*<[^>]* at 0x[0-9a-f]+>", "", str(exc))
+        raise ImageDecodeError(name, f"not a decodable image ({type(exc).__name__}: {detail})") from exc
     record: dict[str, Any] = {"format": (image.format or "unknown").lower(), "mode": image.mode,
                               "size": list(image.size)}
     if getattr(image, "n_frames", 1) > 1:

@@ -73,7 +73,7 @@ def _fractal_noise(rng: np.random.Generator, size_px: int, octaves: int, base_ce
     amplitude, cells = 1.0, base_cells
     for _ in range(octaves):
         grid = rng.standard_normal((cells, cells)).astype(np.float32)
-        up = Image.fromarray(grid, mode="F").resize((size_px, size_px), Image.BICUBIC)
+        up = Image.fromarray(grid).resize((size_px, size_px), Image.BICUBIC)
         total += amplitude * np.asarray(up, np.float32)
         amplitude *= 0.5
         cells = min(cells * 2, size_px)

@@ -85,7 +85,7 @@ def metadata_row(item: SynthImage, seed: int, size_px: int) -> list[str]:
 
 def _png_bytes(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="L").save(buffer, format="PNG", compress_level=3)
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=3)
     return buffer.getvalue()
 
 
