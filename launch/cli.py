@@ -15,14 +15,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("dist_train.train", "train the SRGAN (run under torchrun/deepspeed for several processes)"),
     "export": ("export.export_command", "export a run's generator as TorchScript (or a torch.export .pt2)"),
     "upscale": ("export.upscale_command", "upscale PNG/DICOM files or folders with an exported model"),
+    "bench": ("benchmarks.cli", "benchmarks: throughput and quality against bicubic, loader, training"),
     "prep": ("data_prep.cli", "download, shard, verify and synthesise chest X-ray datasets"),
     "launch": ("launch.launcher_command", "run training under torchrun/deepspeed, or write a SLURM batch script"),
 }
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("cxr-sr")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The full parser for command `only`; the others appear in --help by name only."""
     parser = argparse.ArgumentParser(prog="cxr-sr", description="4x super-resolution of chest X-rays")
+    parser.add_argument("--version", action="version", version=f"cxr-sr {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         if name != only:
