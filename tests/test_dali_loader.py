@@ -50,7 +50,7 @@ def _epoch_key_sets(loader, epochs: int) -> list[set[str]]:
     return sets
 
 
-@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("scale", [2, 4, 8])
 def test_batches_have_contract_shapes_and_lr_matches_reference_degradation(shards, scale):
     """N x 1 x h x w float32 in [0, 1]; the LR DALI makes equals dist_train.degradation's
     downsample of the HR it returns within 0.5 gray level, borders included."""
