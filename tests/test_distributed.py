@@ -155,3 +155,28 @@ def test_nan_on_one_rank_skips_everywhere_and_consecutive_bad_steps_stop(tmp_pat
         assert torch.isfinite(weight).all()
         assert torch.equal(weight, before["generator"][name]), f"skipped steps changed G.{name}"
     assert last["bad_steps"] == {"total": 3, "consecutive": 2}
+
+
+def test_stop_signal_on_one_rank_checkpoints_every_rank_and_exits_zero(tmp_path, images):
+    """SIGUSR1 to rank 1 alone (a node-local preemption notice): the ranks agree at the next step
+    boundary, write one complete checkpoint together and all exit 0, in bounded time."""
+    out = tmp_path / "run"
+    log = tmp_path / "log.txt"
+    launcher = start(torchrun(2, tiny_args(images, out, "train.pretrain_steps=100", "train.gan_steps=100",
+                                           "train.ckpt_every=1000")), log)
+    try:
+        _, rank1 = worker_pids(launcher, 2)
+        wait_for(lambda: "step 3/200" in log.read_text(errors="replace"), 180, "step 3", log)
+        signalled = time.monotonic()
+        os.kill(rank1, signal.SIGUSR1)
+        code = launcher.wait(timeout=120)
+        stop_s = time.monotonic() - signalled
+    finally:
+        kill_tree(launcher)
+    assert code == 0, tail(log)
+    assert stop_s < 60
+    assert "stopped by a signal" in log.read_text(errors="replace")
+    folder = latest_checkpoint(out)
+    step = torch.load(folder / "trainer.pt", map_location="cpu", weights_only=False)["step"]
+    assert 3 <= step < 200 and folder.name == f"step_{step:08d}"
+    assert sorted(p.name for p in folder.iterdir()) == ["networks.pt", "rank0.pt", "rank1.pt", "trainer.pt"]

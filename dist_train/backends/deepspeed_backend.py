@@ -25,6 +25,7 @@ from torch import nn
 from dist_train import distributed
 from dist_train.backends.base import NETS, TrainBackend
 from dist_train.backends.deepspeed_config import deepspeed_config
+from dist_train.config import ConfigError
 from dist_train.optim import build_optimizer, build_scheduler
 
 
@@ -40,6 +41,9 @@ class DeepSpeedBackend(TrainBackend):
         # On a CPU run say so up front, rather than letting DeepSpeed probe for a GPU.
         if self.env.device.type == "cpu":
             os.environ.setdefault("DS_ACCELERATOR", "cpu")
+            if self.cfg.train.precision == "fp16":
+                raise ConfigError("config field 'train.precision': DeepSpeed has no fp16 on the CPU; "
+                                  "use bf16 or fp32 there (fp16 is for GPUs)")
         import deepspeed
 
         # Our process group (timeout from dist.timeout_s) is the one DeepSpeed wraps; a single
