@@ -1,5 +1,10 @@
 """Backend ``dali``: the shard set decoded by DALI (``mixed`` on GPU, ``cpu`` without one).
 
+``data.device=gpu`` runs decoding ("mixed"), augmentation and the degradation on the GPU. Note
+that nvImageCodec has no GPU PNG decoder, so for the PNG shards of CONTRACTS §2 the inflate step
+stays on the CPU even then; only the operators after it move. (Written for the GPU, run here
+only on the CPU: no GPU was available when it was written.)
+
 Semantics (see ``sampling`` for the shared plan):
 
 * One pipeline per epoch. Its reader is DALI's own shard ``(rank + epoch) % world_size`` of
