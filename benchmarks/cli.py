@@ -16,6 +16,7 @@ import sys
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "throughput": ("benchmarks.throughput", "images/s, latency and memory of the model vs bicubic"),
     "quality": ("benchmarks.quality", "PSNR/SSIM/consistency of the model vs bicubic and lanczos"),
+    "loader": ("benchmarks.loader", "images/s and CPU-s/image of the DALI and torch shard loaders"),
 }
 
 
