@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -68,9 +69,14 @@ def _models(args: argparse.Namespace, device, dtype) -> dict[str, Callable]:
 
     if args.model is not None:
         scripted, meta = load_torchscript(args.model)
-        config = ModelConfig(**meta.get("model_config", {}))
-        eager = build_generator(config)
-        eager.load_state_dict(scripted.generator.state_dict())
+        try:  # eager twin: the generator of meta.json's config with the scripted weights
+            config = ModelConfig(**meta.get("model_config", {}))
+            eager = build_generator(config)
+            eager.load_state_dict(scripted.generator.state_dict())
+        except (TypeError, ValueError, RuntimeError) as exc:
+            print(f"bench throughput: no eager twin for {args.model} ({str(exc).splitlines()[0]})",
+                  file=sys.stderr)
+            config, eager = ModelConfig(scale=int(meta.get("scale", 4))), None
     else:
         overrides = {k: v for k, v in (("features", args.features), ("blocks", args.blocks)) if v}
         config = ModelConfig(**overrides)
@@ -81,7 +87,7 @@ def _models(args: argparse.Namespace, device, dtype) -> dict[str, Callable]:
     models: dict[str, Callable] = {}
     if "torchscript" in wanted:
         models["torchscript"] = scripted.to(device, dtype).eval()
-    if "eager" in wanted:
+    if "eager" in wanted and eager is not None:
         models["eager"] = ClampedGenerator(eager, config.scale).to(device, dtype).eval()
     if "pt2" in wanted and args.pt2 is not None:
         from export.pt2 import load_pt2
