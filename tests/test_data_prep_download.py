@@ -1,0 +1,129 @@
+"""`prep download` up to the one network call, which a local stand-in serves.
+
+Kaggle is unreachable in CI, so the stand-in answers like Kaggle's storage does (Content-Length,
+ETag, x-goog-hash, HTTP Range); credential handling, resume, size and hash checks are real.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from data_prep import download as dl
+from data_prep.cli import main as prep_main
+
+PAYLOAD = bytes(range(256)) * 4096  # 1 MiB stands in for the 45 GB zip
+SECRET = "kaggle-key-7f3a9c"
+
+
+class StandIn:
+    """A fake Kaggle storage endpoint; `fail_after` bytes cuts the connection once."""
+
+    def __init__(self, payload: bytes = PAYLOAD, fail_after: int | None = None, md5: bytes | None = None):
+        self.payload, self.fail_after, self.calls = payload, fail_after, []
+        self.md5 = md5 or hashlib.md5(payload).digest()
+
+    def __call__(self, dataset: str, start_byte: int, validator: str | None) -> dl.RemoteFile:
+        self.calls.append((dataset, start_byte, validator))
+        headers = {"ETag": '"v1"', "x-goog-hash": f"crc32c=AAAA==,md5={base64.b64encode(self.md5).decode()}"}
+        if start_byte and validator == '"v1"':
+            body, status = self.payload[start_byte:], 206
+            headers.update({"Content-Length": str(len(body)),
+                            "Content-Range": f"bytes {start_byte}-{len(self.payload) - 1}/{len(self.payload)}"})
+        else:
+            body, status = self.payload, 200
+            headers["Content-Length"] = str(len(body))
+        return dl.RemoteFile(status, headers, self._chunks(body))
+
+    def _chunks(self, body: bytes):
+        cut, self.fail_after = self.fail_after, None
+        for offset in range(0, len(body), 65536):
+            if cut is not None and offset >= cut:
+                raise ConnectionResetError("connection reset by peer")
+            yield body[offset:offset + 65536]
+
+
+@pytest.fixture
+def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture
+def credentials(no_credentials, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAGGLE_USERNAME", "alice")
+    monkeypatch.setenv("KAGGLE_KEY", SECRET)
+
+
+def test_missing_credentials_is_one_clear_line_and_no_banner(no_credentials, tmp_path: Path, capsys) -> None:
+    """The kaggle package prints a long banner and exits; the user must get one line instead,
+    and the network must not even be tried."""
+    stand_in = StandIn()
+    with pytest.raises(dl.DownloadError) as caught:
+        dl.download_dataset(tmp_path / "out", opener=stand_in, progress=False)
+    assert "no Kaggle credentials" in str(caught.value) and "\n" not in str(caught.value)
+    assert stand_in.calls == []
+    assert prep_main(["download", "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and "KAGGLE_KEY" in captured.err
+
+
+def test_credentials_file_in_kaggle_dir_is_found(no_credentials, tmp_path: Path) -> None:
+    """~/.kaggle/kaggle.json is the usual place; it counts as credentials without being read out."""
+    folder = tmp_path / "home" / ".kaggle"
+    folder.mkdir(parents=True)
+    (folder / "kaggle.json").write_text(json.dumps({"username": "alice", "key": SECRET}))
+    assert dl.credential_source() == str(folder / "kaggle.json")
+
+
+def test_download_completes_with_size_and_md5_checked_and_no_secret_printed(credentials, tmp_path: Path,
+                                                                            capsys) -> None:
+    """The happy path: the zip lands under its final name only when complete and verified."""
+    path = dl.download_dataset(tmp_path / "out", opener=StandIn(), progress=True)
+    assert path == tmp_path / "out" / "data.zip" and path.read_bytes() == PAYLOAD
+    assert not list((tmp_path / "out").glob("*.part*"))
+    captured = capsys.readouterr()
+    assert SECRET not in captured.out + captured.err
+
+
+def test_interrupted_download_resumes_from_where_it_stopped(credentials, tmp_path: Path) -> None:
+    """45 GB will be interrupted: the re-run must ask only for the missing bytes (Range with the
+    ETag it started from) and end with the exact file."""
+    stand_in = StandIn(fail_after=300_000)
+    with pytest.raises(dl.DownloadError, match="interrupted after .* re-run to resume"):
+        dl.download_dataset(tmp_path, opener=stand_in, progress=False)
+    partial = tmp_path / "data.zip.part"
+    assert partial.is_file() and not (tmp_path / "data.zip").exists()
+    done_bytes = partial.stat().st_size
+    assert 0 < done_bytes < len(PAYLOAD)
+    dl.download_dataset(tmp_path, opener=stand_in, progress=False)
+    assert stand_in.calls[-1] == ("nih-chest-xrays/data", done_bytes, '"v1"')
+    assert (tmp_path / "data.zip").read_bytes() == PAYLOAD
+
+
+def test_finished_file_is_skipped_without_asking_the_server(credentials, tmp_path: Path) -> None:
+    """A re-run after success must not download 45 GB again."""
+    dl.download_dataset(tmp_path, opener=StandIn(), progress=False)
+    stand_in = StandIn()
+    dl.download_dataset(tmp_path, opener=stand_in, progress=False)
+    assert stand_in.calls == []
+
+
+def test_md5_mismatch_discards_the_partial(credentials, tmp_path: Path) -> None:
+    """Corrupt bytes must never be renamed to data.zip (shard would read garbage)."""
+    with pytest.raises(dl.DownloadError, match="MD5 differs"):
+        dl.download_dataset(tmp_path, opener=StandIn(md5=b"\x00" * 16), progress=False)
+    assert not list(tmp_path.glob("data.zip*"))
+
+
+def test_partial_of_another_version_restarts(credentials, tmp_path: Path) -> None:
+    """A partial whose ETag the server no longer has must not be appended to (the server answers
+    200 with the whole new file to If-Range) and the result is the new file alone."""
+    (tmp_path / "data.zip.part").write_bytes(b"old bytes" * 1000)
+    (tmp_path / "data.zip.part.json").write_text(json.dumps({"validator": '"v0"', "total": 9000, "md5": None}))
+    dl.download_dataset(tmp_path, opener=StandIn(), progress=False)
+    assert (tmp_path / "data.zip").read_bytes() == PAYLOAD
