@@ -134,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write(done.stderr)
             raise SystemExit(f"bench loader: backend {backend} failed (exit {done.returncode})")
         result[backend] = json.loads(done.stdout.strip().splitlines()[-1])
-    if "dali" in result and "torch" in result:
+    if "dali" in result and "torch" in result and result["dali"]["cpu_s_per_image"] > 0:
+        # CPU time is counted in clock ticks (10 ms): a very short run can read 0.
         result["dali_vs_torch_cpu_efficiency"] = round(
             result["torch"]["cpu_s_per_image"] / result["dali"]["cpu_s_per_image"], 2)
     result.update(batch=args.batch, patch=args.patch, workers=args.workers, machine=_machine(),
