@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from data_prep.metadata import ImageMeta, nih_patient_from_name, parse_data_entry, parse_image_list
+from data_prep.metadata import ImageMeta, MetadataTable, nih_patient_from_name, parse_data_entry, parse_image_list
 from data_prep.sources import Entry, FolderSource, ZipSource
 
 IMAGE_SUFFIXES = {".png", ".dcm", ".dicom", ".dic", ".jpg", ".jpeg", ".tif", ".tiff", ""}  # "": DICOM
@@ -101,9 +101,9 @@ def _unlisted_meta(name: str, key: str, source: FolderSource | ZipSource) -> tup
     return ImageMeta(image=base, patient_id=f"file:{key}"), "file"
 
 
-def _load_tables(source, entries: list[Entry]) -> tuple[dict[str, ImageMeta], str | None, set[str] | None]:
+def _load_tables(source, entries: list[Entry]) -> tuple[MetadataTable | None, str | None, set[str] | None]:
     metadata_name = _find_top(entries, METADATA_PATTERN)
-    table = parse_data_entry(source.read(metadata_name), metadata_name) if metadata_name else {}
+    table = parse_data_entry(source.read(metadata_name), metadata_name) if metadata_name else None
     test_name = _find_top(entries, "test_list.txt")
     official_test = parse_image_list(source.read(test_name)) if test_name else None
     return table, metadata_name, official_test
@@ -121,7 +121,7 @@ def build_catalog(source: FolderSource | ZipSource, unlisted: str = "infer") -> 
     unique = []
     for entry in images:
         base = PurePosixPath(entry.name).name
-        if table and base in seen:
+        if table is not None and base in seen:
             skipped.append({"name": entry.name, "reason": f"duplicate of {seen[base]}"})
             continue
         seen[base] = entry.name
@@ -130,7 +130,7 @@ def build_catalog(source: FolderSource | ZipSource, unlisted: str = "infer") -> 
     candidates = []
     for entry in unique:
         base = PurePosixPath(entry.name).name
-        if base in table:
+        if table is not None and base in table:
             meta, origin = table[base], "metadata"
         elif unlisted == "refuse":
             skipped.append({"name": entry.name, "reason": "no metadata row (unlisted=refuse)"})
@@ -138,7 +138,7 @@ def build_catalog(source: FolderSource | ZipSource, unlisted: str = "infer") -> 
         else:
             meta, origin = _unlisted_meta(entry.name, keys[entry.name], source)
         candidates.append(Candidate(entry.name, keys[entry.name], entry.size, meta, origin))
-    missing = sorted(set(table) - set(seen))
+    missing = sorted(table.names() - set(seen)) if table is not None else []
     return Catalog(candidates=candidates, skipped=skipped, metadata_file=metadata_name,
                    official_test=official_test, rows_without_image=len(missing),
                    rows_without_image_examples=missing[:10])

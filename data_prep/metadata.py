@@ -81,8 +81,35 @@ def _column_index(header: list[str]) -> dict[str, int]:
     return columns
 
 
-def parse_data_entry(raw: bytes, name: str) -> dict[str, ImageMeta]:
-    """Parse a Data_Entry csv (gzipped or not) into {image name: ImageMeta}."""
+class MetadataTable:
+    """{image name: ImageMeta}, converting a row only when asked for: a partial download uses a
+    few of NIH's 112,120 rows, and converting all of them would dominate a small run."""
+
+    def __init__(self, rows: dict[str, list[str]], columns: dict[str, int], name: str):
+        self._rows, self._columns, self._name = rows, columns, name
+
+    def __contains__(self, image: object) -> bool:
+        return image in self._rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __bool__(self) -> bool:
+        return True  # a table with no rows is still a metadata source
+
+    def names(self) -> set[str]:
+        """Every image name listed."""
+        return set(self._rows)
+
+    def __getitem__(self, image: str) -> ImageMeta:
+        try:
+            return _row_to_meta(self._rows[image], self._columns)
+        except ValueError:
+            raise ValueError(f"{self._name}: bad row for {image}: {self._rows[image]!r:.80}") from None
+
+
+def parse_data_entry(raw: bytes, name: str) -> MetadataTable:
+    """Parse a Data_Entry csv (gzipped or not); rows are keyed by image name."""
     if raw[:2] == b"\x1f\x8b":
         raw = gzip.decompress(raw)
     reader = csv.reader(io.StringIO(raw.decode("utf-8-sig")))
@@ -92,16 +119,9 @@ def parse_data_entry(raw: bytes, name: str) -> dict[str, ImageMeta]:
         raise ValueError(f"{name}: empty metadata table") from None
     except ValueError as exc:
         raise ValueError(f"{name}: {exc}") from None
-    table: dict[str, ImageMeta] = {}
-    for line_number, row in enumerate(reader, start=2):
-        if not row or not row[0].strip():
-            continue
-        try:
-            meta = _row_to_meta(row, columns)
-        except ValueError:
-            raise ValueError(f"{name}: line {line_number}: bad Patient ID {row!r:.80}") from None
-        table[meta.image] = meta
-    return table
+    index = columns["Image Index"]
+    rows = {row[index].strip(): row for row in reader if len(row) > index and row[index].strip()}
+    return MetadataTable(rows, columns, name)
 
 
 def parse_image_list(raw: bytes) -> set[str]:
