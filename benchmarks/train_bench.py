@@ -78,7 +78,8 @@ def run_case(backend: str, nproc: int, args: argparse.Namespace, work: Path) -> 
     case = {"backend": backend, "nproc": nproc, "command": shlex.join(command)}
     if code != 0:
         lines = log.read_text(errors="replace").splitlines()
-        return case | {"error": f"exit {code}", "log_tail": lines[-15:]}
+        causes = [line for line in lines if "Error" in line or "cxr-sr train:" in line]
+        return case | {"error": f"exit {code}", "log_tail": (causes or lines)[-5:]}
     return case | summarise(read_scalars(out_dir), args.warmup, nproc)
 
 
@@ -100,7 +101,8 @@ def register(subparsers) -> None:
     parser.add_argument("--nprocs", default="1,2", help="comma-separated process counts")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per case")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    parser.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS per process (0 = torchrun's choice)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="OMP_NUM_THREADS per process, the same for every case (0 = torchrun's choice)")
     parser.add_argument("--json", help="also write the JSON here")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="training config overrides")
     parser.set_defaults(run=run)
