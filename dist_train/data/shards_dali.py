@@ -27,12 +27,19 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
-from nvidia.dali import fn, pipeline_def, types
-from nvidia.dali.pipeline import Pipeline
-from nvidia.dali.plugin.pytorch import feed_ndarray
+
+try:
+    from nvidia.dali import fn, pipeline_def, types
+    from nvidia.dali.pipeline import Pipeline
+    from nvidia.dali.plugin.pytorch import feed_ndarray
+
+    from dist_train.data import dali_graph
+except ImportError as err:  # a machine without DALI: say how to go on
+    raise ImportError(f"data.backend=dali needs NVIDIA DALI ({err}); `pip install "
+                      "nvidia-dali-cuda130` or set data.backend=torch") from err
 
 from dist_train.config import Config
-from dist_train.data import dali_graph, sampling
+from dist_train.data import sampling
 from dist_train.data.positioned import check_resumable
 from dist_train.data.shardset import SplitShards, load_split
 
