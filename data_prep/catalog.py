@@ -72,6 +72,7 @@ def _keys(names: list[str]) -> dict[str, str]:
     dot of a basename), a slash would make a folder inside the tar.
     """
     def clean(text: str) -> str:
+        """Keep [A-Za-z0-9_-], replace everything else with '_'."""
         return re.sub(r"[^A-Za-z0-9_-]", "_", text)
 
     stems = {name: clean(PurePosixPath(name).stem) for name in names}

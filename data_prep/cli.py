@@ -27,6 +27,7 @@ def _size_bytes(text: str) -> int:
 def _fails_cleanly(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Turn the expected errors of `run` into one line on stderr and exit code 1."""
     def wrapped(args: argparse.Namespace) -> int:
+        """`run(args)`, with expected errors reported in one line."""
         try:
             return run(args)
         except (ValueError, OSError, RuntimeError) as exc:

@@ -56,6 +56,7 @@ def _int_or_none(text: str) -> int | None:
 
 def _row_to_meta(row: list[str], columns: dict[str, int]) -> ImageMeta:
     def get(column: str) -> str:
+        """The stripped cell of `column`, or '' when the table lacks it."""
         index = columns.get(column)
         return row[index].strip() if index is not None and index < len(row) else ""
 

@@ -16,13 +16,14 @@ import shutil
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from data_prep.atomic import remove_stale_tmp
-from data_prep.catalog import Candidate, build_catalog
+from data_prep.catalog import UNLISTED_CHOICES, Candidate, Catalog, build_catalog
 from data_prep.manifest import MANIFEST_NAME, build_manifest, write_manifest
 from data_prep.shard_writer import STATE_DIR, ShardTask, SizeRule, write_shard
 from data_prep.sources import open_source
@@ -101,6 +102,7 @@ def _run_tasks(source: Any, tasks: list[ShardTask], out: Path, sizes: SizeRule, 
     progress = context.SimpleQueue()
 
     def pump() -> None:
+        """Move the workers' per-image ticks onto the progress bar until the sentinel."""
         while progress.get() is not None:
             bar.update(1)
 
@@ -140,6 +142,82 @@ def _check_existing_manifest(out: Path, plan_digest: str, overwrite: bool) -> di
     return None
 
 
+@dataclass(frozen=True)
+class ShardSettings:
+    """Everything that decides the content of a shard set (recorded in the manifest)."""
+
+    seed: int = 0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    samples_per_shard: int = 1000
+    shard_bytes: int | None = None
+    unlisted: str = "infer"
+    expect_size_px: int | None = None
+    min_size_px: int = 64
+
+    def __post_init__(self) -> None:
+        if self.samples_per_shard < 1:
+            raise ValueError(f"samples_per_shard must be at least 1, got {self.samples_per_shard}")
+        if self.shard_bytes is not None and self.shard_bytes < 1:
+            raise ValueError(f"shard_bytes must be positive or None, got {self.shard_bytes}")
+        for name in ("val_fraction", "test_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.unlisted not in UNLISTED_CHOICES:
+            raise ValueError(f"unlisted must be one of {UNLISTED_CHOICES}, got {self.unlisted!r}")
+
+
+@dataclass
+class ShardPlan:
+    """The planned shard set: what goes where, and a digest that identifies it."""
+
+    source: Any
+    catalog: Catalog
+    settings: dict[str, Any]
+    tasks: list[ShardTask]
+    digest: str
+
+
+def plan_dataset(source: Path, config: ShardSettings, log: Callable[[str], None]) -> ShardPlan:
+    """Catalog `source`, split its patients and group the images into shards."""
+    src = open_source(Path(source))
+    catalog = build_catalog(src, unlisted=config.unlisted)
+    log(f"{len(catalog.candidates)} images found, {catalog.rows_without_image} metadata rows without an image")
+    official = None
+    if catalog.official_test is not None:
+        official = {c.meta.patient_id for c in catalog.candidates if c.meta.image in catalog.official_test}
+    assignment = assign_splits((c.meta.patient_id for c in catalog.candidates), seed=config.seed,
+                               val_fraction=config.val_fraction, test_fraction=config.test_fraction,
+                               official_test_patients=official)
+    settings = {**asdict(config), "format_version": FORMAT_VERSION, "official_test_list": official is not None}
+    settings_digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    tasks = plan_shards(catalog.candidates, assignment, seed=config.seed, samples_per_shard=config.samples_per_shard,
+                        shard_bytes=config.shard_bytes, settings_digest=settings_digest)
+    digest = hashlib.sha256("".join(t.digest for t in tasks).encode()).hexdigest()
+    return ShardPlan(src, catalog, settings, tasks, digest)
+
+
+def write_plan(plan: ShardPlan, out: Path, config: ShardSettings, *, workers: int, progress: bool,
+               log: Callable[[str], None]) -> dict:
+    """Write the shards of `plan` not already complete in `out`, then the manifest."""
+    (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(out)
+    remove_stale_tmp(out / STATE_DIR)
+    records = {t.stem: _completed(out, t) for t in plan.tasks}
+    todo = [t for t in plan.tasks if records[t.stem] is None]
+    log(f"{len(plan.tasks)} shards planned, {len(plan.tasks) - len(todo)} already complete")
+    sizes = SizeRule(config.expect_size_px, config.min_size_px)
+    with tqdm(total=sum(len(t.items) for t in todo), unit="img", disable=not progress, desc="sharding") as bar:
+        for record in _run_tasks(plan.source, todo, out, sizes, workers, bar):
+            records[f"{record['split']}-{record['shard']:06d}"] = record
+    _remove_foreign_shards(out, plan.tasks)
+    manifest = build_manifest([records[t.stem] for t in plan.tasks], catalog=plan.catalog,
+                              source=plan.source.describe(), settings=plan.settings, plan_digest=plan.digest)
+    write_manifest(out, manifest)
+    shutil.rmtree(out / STATE_DIR, ignore_errors=True)
+    return manifest
+
+
 def shard_dataset(
     source: Path,
     out: Path,
@@ -161,47 +239,17 @@ def shard_dataset(
 
     `val_fraction` is taken from the train/val patients; `test_fraction` of all patients applies
     only when the source has no official test_list.txt. `unlisted` says what to do with an image
-    that has no metadata row: "infer" its patient, or "refuse" it.
+    that has no metadata row: "infer" its patient, or "refuse" it. `workers` defaults to all cores.
     """
-    if samples_per_shard < 1:
-        raise ValueError(f"samples_per_shard must be at least 1, got {samples_per_shard}")
-    workers = workers if workers is not None else (os.cpu_count() or 1)
-    src = open_source(Path(source))
+    config = ShardSettings(seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
+                           samples_per_shard=samples_per_shard, shard_bytes=shard_bytes, unlisted=unlisted,
+                           expect_size_px=expect_size_px, min_size_px=min_size_px)
+    plan = plan_dataset(source, config, log)
     out = Path(out)
-    catalog = build_catalog(src, unlisted=unlisted)
-    log(f"{len(catalog.candidates)} images found, {catalog.rows_without_image} metadata rows without an image")
-    official = None
-    if catalog.official_test is not None:
-        official = {c.meta.patient_id for c in catalog.candidates if c.meta.image in catalog.official_test}
-    assignment = assign_splits((c.meta.patient_id for c in catalog.candidates), seed=seed,
-                               val_fraction=val_fraction, test_fraction=test_fraction,
-                               official_test_patients=official)
-    settings = {"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction,
-                "samples_per_shard": samples_per_shard, "shard_bytes": shard_bytes,
-                "unlisted": unlisted, "expect_size_px": expect_size_px, "min_size_px": min_size_px,
-                "format_version": FORMAT_VERSION, "official_test_list": official is not None}
-    settings_digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-    tasks = plan_shards(catalog.candidates, assignment, seed=seed, samples_per_shard=samples_per_shard,
-                        shard_bytes=shard_bytes, settings_digest=settings_digest)
-    plan_digest = hashlib.sha256("".join(t.digest for t in tasks).encode()).hexdigest()
     out.mkdir(parents=True, exist_ok=True)
-    done = _check_existing_manifest(out, plan_digest, overwrite)
+    done = _check_existing_manifest(out, plan.digest, overwrite)
     if done is not None:
         log(f"{out}: already complete")
         return done
-    (out / STATE_DIR).mkdir(exist_ok=True)
-    remove_stale_tmp(out)
-    remove_stale_tmp(out / STATE_DIR)
-    records = {t.stem: _completed(out, t) for t in tasks}
-    todo = [t for t in tasks if records[t.stem] is None]
-    log(f"{len(tasks)} shards planned, {len(tasks) - len(todo)} already complete")
-    with tqdm(total=sum(len(t.items) for t in todo), unit="img", disable=not progress,
-              desc="sharding") as bar:
-        for record in _run_tasks(src, todo, out, SizeRule(expect_size_px, min_size_px), workers, bar):
-            records[f"{record['split']}-{record['shard']:06d}"] = record
-    _remove_foreign_shards(out, tasks)
-    manifest = build_manifest([records[t.stem] for t in tasks], catalog=catalog, source=src.describe(),
-                              settings=settings, plan_digest=plan_digest)
-    write_manifest(out, manifest)
-    shutil.rmtree(out / STATE_DIR, ignore_errors=True)
-    return manifest
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    return write_plan(plan, out, config, workers=workers, progress=progress, log=log)
