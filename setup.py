@@ -1,5 +1,5 @@
 """cxr-sr: distributed SRGAN training and deployment for 4x chest X-ray super-resolution."""
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 PACKAGES = ["data_prep", "dist_train", "export", "benchmarks", "launch"]
 
@@ -8,9 +8,10 @@ setup(
     version="0.1.0",
     description="Distributed training and deployment of 4x super-resolution for chest X-rays",
     python_requires=">=3.10",
-    packages=find_packages(include=[p + "*" for p in PACKAGES]),
-    package_data={"dist_train": ["configs/*.yaml"], "launch": ["configs/*", "templates/*"],
-                  "export": ["cpp/*", "cpp/**/*"]},
+    # namespace discovery so that data folders (dist_train/configs, export/cpp, launch/configs)
+    # ship as package data
+    packages=find_namespace_packages(include=[name for p in PACKAGES for name in (p, p + ".*")]),
+    package_data={"": ["*.yaml", "*.json", "*.txt", "*.cpp", "*.h", "*.sh", "*.sbatch", "*.j2", "CMakeLists.txt"]},
     include_package_data=True,
     install_requires=[
         # torch 2.11 is what the GPU machines ship; 2.14.1 what the CPU machines install.
