@@ -68,6 +68,7 @@ def write_slurm_script(plan: LaunchPlan, script_path: Path, log_dir: Path) -> Pa
     """Write the batch script (executable) atomically and return its path."""
     script_path = Path(script_path)
     script_path.parent.mkdir(parents=True, exist_ok=True)
+    Path(log_dir).mkdir(parents=True, exist_ok=True)  # SLURM cannot open --output in a missing folder
     tmp = script_path.with_name(script_path.name + ".tmp")
     tmp.write_text(slurm_script(plan, script_path, log_dir))
     tmp.chmod(0o755)
