@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     if args.images:
-        args.overrides = [f"data.backend=folder", f"data.images={args.images}", *args.overrides]
+        args.overrides = ["data.backend=folder", f"data.images={args.images}", *args.overrides]
     nprocs = [int(n) for n in args.nprocs.split(",") if n]
     with tempfile.TemporaryDirectory(prefix="cxr-sr-bench-train-") as work:
         cases = [run_case(b, n, args, Path(work)) for b in backends for n in nprocs]

@@ -103,3 +103,20 @@ def test_zero2_bf16_two_processes_train_the_gan_and_resume_with_identical_losses
         for step in range(5, 9):
             if step in full[tag]:
                 assert again[tag][step] == full[tag][step], f"{tag} differs at step {step} after the resume"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [0, 1])
+def test_other_zero_stages_train_the_gan_with_batchnorm_in_bf16(tmp_path, stage):
+    """ZeRO 0 (DeepSpeed's bf16 optimizer) and 1 in one process, with BatchNorm in both networks:
+    the GAN step's frozen bare-D call and the bf16 buffers must work with every stage we offer."""
+    images = write_tiny_images(tmp_path / "images")
+    out = tmp_path / "run"
+    args = tiny_args(images, out, "train.pretrain_steps=1", "train.gan_steps=2", "train.precision=bf16",
+                     "dist.backend=deepspeed", f"dist.zero_stage={stage}", "model.batchnorm=true",
+                     "model.d_batchnorm=true")
+    run([sys.executable, "-m", "dist_train", *args], tmp_path / "log.txt")
+    losses = read_scalars(out)
+    assert sorted(losses["train/d_loss"]) == [2, 3]
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses["train/g_total"].values())
+    assert complete_checkpoints(out)[-1].name == "step_00000003"
