@@ -4,7 +4,8 @@ What can make a PNG decoder fail is all checked here: the signature, every chunk
 CRC, IHDR first and IEND last, the whole zlib stream inflated (adler32 included), exactly one
 scanline of the right length per row, and every row's filter type valid. The unfiltering that a
 full decode would add is arithmetic that cannot fail, so skipping it loses no check and makes the
-pass about 2.5x faster than Pillow's full decode (NIH images are 97% plain 8-bit gray PNGs).
+pass about 2x faster than Pillow's full decode (NIH images are 97% plain 8-bit gray PNGs), faster
+with the optional `isal` inflater.
 """
 from __future__ import annotations
 
@@ -15,6 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from data_prep.image_io import PNG_SIGNATURE, ImageDecodeError
+
+try:  # ISA-L inflates about 2.2x faster than zlib and checks the same adler32; optional
+    from isal.isal_zlib import decompress as inflate
+    from isal.isal_zlib import error as InflateError
+except ImportError:  # pragma: no cover - depends on the environment
+    from zlib import decompress as inflate
+    from zlib import error as InflateError
 
 GRAY = 0
 
@@ -77,8 +85,8 @@ def verify_plain_gray8_png(data: bytes, name: str) -> PngHeader:
         if kind == b"IDAT":
             idat.append(payload)
     try:
-        raw = zlib.decompress(b"".join(idat))
-    except zlib.error as exc:
+        raw = inflate(b"".join(idat))
+    except InflateError as exc:
         raise ImageDecodeError(name, f"corrupt PNG image data (zlib: {exc})") from exc
     stride = header.width + 1
     if len(raw) != stride * header.height:

@@ -102,12 +102,17 @@ def _read(source: Any, name: str) -> bytes:
         raise ImageDecodeError(name, f"cannot read ({type(exc).__name__}: {exc})") from exc
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+class _HashingFile:
+    """A write-only file that hashes what passes through (saves re-reading every shard)."""
+
+    def __init__(self, handle: Any):
+        self.handle, self.sha256, self.bytes = handle, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        """Hash and write `data`."""
+        self.sha256.update(data)
+        self.bytes += len(data)
+        return self.handle.write(data)
 
 
 def write_dali_index(tar_path: Path, idx_path: Path) -> None:
@@ -124,12 +129,14 @@ def write_dali_index(tar_path: Path, idx_path: Path) -> None:
 
 
 def _write_tar(source: Any, task: ShardTask, tmp: Path, sizes: SizeRule,
-               on_sample: Callable[[], None]) -> tuple[list[str], list[dict], Counter]:
-    """Write the samples of `task` into `tmp`; return (patients, skipped, conversion counts)."""
+               on_sample: Callable[[], None]) -> tuple[list[str], list[dict], Counter, str]:
+    """Write the samples of `task` into `tmp`; return (patients, skipped, conversion counts, sha256)."""
     skipped, conversions = [], Counter()
     patients = set()
     with open(tmp, "wb") as handle:
-        writer = wds.TarWriter(handle, user=TAR_OWNER, group=TAR_OWNER, mode=0o444, mtime=TAR_MTIME)
+        hashing = _HashingFile(handle)
+        writer = wds.TarWriter(hashing, user=TAR_OWNER, group=TAR_OWNER, mode=0o444, mtime=TAR_MTIME,
+                               compress=False)
         with writer:
             for item in task.items:
                 try:
@@ -141,7 +148,7 @@ def _write_tar(source: Any, task: ShardTask, tmp: Path, sizes: SizeRule,
                     patients.add(item.meta.patient_id)
                     conversions["converted" if converted else "passthrough"] += 1
                 on_sample()
-    return sorted(patients), skipped, conversions
+    return sorted(patients), skipped, conversions, hashing.sha256.hexdigest()
 
 
 def write_shard(source: Any, task: ShardTask, out: Path, sizes: SizeRule,
@@ -150,14 +157,14 @@ def write_shard(source: Any, task: ShardTask, out: Path, sizes: SizeRule,
     tar_path, idx_path = out / f"{task.stem}.tar", out / f"{task.stem}.idx"
     tmp = tmp_path_for(tar_path)
     try:
-        patients, skipped, conversions = _write_tar(source, task, tmp, sizes, on_sample)
+        patients, skipped, conversions, sha256 = _write_tar(source, task, tmp, sizes, on_sample)
         samples = sum(conversions.values())
         record: dict[str, Any] = {"split": task.split, "shard": task.index, "samples": samples,
                                   "patients": patients, "skipped": skipped,
                                   "conversions": dict(sorted(conversions.items()))}
         if samples:
             record.update(file=tar_path.name, index_file=idx_path.name,
-                          bytes=tmp.stat().st_size, sha256=_sha256_file(tmp))
+                          bytes=tmp.stat().st_size, sha256=sha256)
             os.replace(tmp, tar_path)
             write_dali_index(tar_path, idx_path)
     finally:
