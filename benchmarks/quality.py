@@ -73,8 +73,9 @@ def _restore(model, lr, scale: int, tile_px: int):
         return model(lr).cpu()
     rows: list[np.ndarray] = []
     image = lr[0, 0].numpy()
-    upscale_tiled(lambda r, c: image[r, c], height, width, scale, model, rows.append, tile_px=tile_px,
-                  overlap_px=min(32, tile_px // 2 * 2))
+    upscale_tiled(lambda r, c: image[r, c], height, width, scale, model,
+                  lambda block: rows.append(block.copy()),  # the block is a reused buffer
+                  tile_px=tile_px, overlap_px=min(32, tile_px // 2 * 2))
     return torch.from_numpy(np.concatenate(rows))[None, None]
 
 

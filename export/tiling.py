@@ -66,19 +66,20 @@ def upscale_tiled(read_region: ReadRegion, height: int, width: int, scale: int, 
     """Upscales an ``height x width`` LR image tile by tile; output rows go to ``emit_rows`` in order.
 
     ``emit_rows`` receives float32 arrays ``k x (scale*width)``, unclamped blend of the clamped
-    tile outputs; together they hold all ``scale*height`` rows exactly once.
+    tile outputs; together they hold all ``scale*height`` rows exactly once. The array is a view
+    of a buffer reused afterwards: copy what you keep. Memory: one buffer of about
+    ``scale * (tile_px + 2 * overlap_px)`` output rows, whatever the image height.
     """
     rows, cols = axis_tiles(height, tile_px, overlap_px), axis_tiles(width, tile_px, overlap_px)
     col_weights = [axis_weights(c, width, overlap_px, scale) for c in cols]
-    band = np.zeros((0, scale * width), np.float32)
-    band_start = 0  # first output row not yet emitted; band[0] is that row
+    row_weights = [axis_weights(r, height, overlap_px, scale) for r in rows]
+    row_spans = [_nonzero_span(w) for w in row_weights]
+    # a tile row touches at most (its nonzero span) rows beyond the first row not yet emitted,
+    # so one fixed buffer of that height serves the whole image
+    band = np.zeros((max(hi - lo for lo, hi in row_spans), scale * width), np.float32)
+    band_start = 0  # output row held in band[0]
     for row_index, row in enumerate(rows):
-        row_weights = axis_weights(row, height, overlap_px, scale)
-        row_lo, row_hi = _nonzero_span(row_weights)
-        out_top = scale * row.extent[0]
-        needed = out_top + row_hi - band_start
-        if needed > band.shape[0]:
-            band = np.concatenate([band, np.zeros((needed - band.shape[0], band.shape[1]), np.float32)])
+        (row_lo, row_hi), out_top = row_spans[row_index], scale * row.extent[0]
         by_shape: dict[int, list[int]] = {}
         for col_index, col in enumerate(cols):
             by_shape.setdefault(col.extent[1] - col.extent[0], []).append(col_index)
@@ -89,7 +90,7 @@ def upscale_tiled(read_region: ReadRegion, height: int, width: int, scale: int, 
                 sr = run_batch(torch.from_numpy(lr[:, None])).float().cpu().numpy()[:, 0]
                 for tile_sr, col_index in zip(sr, chunk):
                     col_lo, col_hi = _nonzero_span(col_weights[col_index])
-                    weight = row_weights[row_lo:row_hi, None] * col_weights[col_index][None, col_lo:col_hi]
+                    weight = row_weights[row_index][row_lo:row_hi, None] * col_weights[col_index][None, col_lo:col_hi]
                     left = scale * cols[col_index].extent[0]
                     top = out_top + row_lo - band_start
                     band[top:top + row_hi - row_lo, left + col_lo:left + col_hi] += \
@@ -97,15 +98,15 @@ def upscale_tiled(read_region: ReadRegion, height: int, width: int, scale: int, 
                     if on_tile is not None:
                         on_tile()
         if row_index + 1 < len(rows):
-            next_row = rows[row_index + 1]
-            next_lo, _ = _nonzero_span(axis_weights(next_row, height, overlap_px, scale))
-            final_stop = scale * next_row.extent[0] + next_lo
+            final_stop = scale * rows[row_index + 1].extent[0] + row_spans[row_index + 1][0]
         else:
             final_stop = scale * height
         ready = final_stop - band_start
         if ready > 0:
             emit_rows(band[:ready])
-            band = band[ready:].copy()
+            kept = out_top + row_hi - final_stop  # rows already touched that later tiles add to
+            band[:max(kept, 0)] = band[ready:ready + max(kept, 0)].copy()
+            band[max(kept, 0):] = 0.0
             band_start = final_stop
 
 

@@ -54,6 +54,15 @@ class UpscaleSettings:
             raise ValueError(f"--output-format must be one of {OUTPUT_FORMATS}")
 
 
+QUANTISE_ROWS = 256  # rows converted to integers at a time: bounds the float temporaries
+
+
+def _write_quantised(writer, image: SourceImage, rows: np.ndarray) -> None:
+    """Streams float rows to the PNG in small blocks, so quantising never copies a whole band."""
+    for start in range(0, rows.shape[0], QUANTISE_ROWS):
+        writer.write_rows(image.from_unit(rows[start:start + QUANTISE_ROWS]))
+
+
 @dataclass
 class _Job:
     image: SourceImage
@@ -157,7 +166,7 @@ class Upscaler:
 
         writer = PngRowWriter(job.out, out_width, out_height, image.bit_depth)
         try:
-            upscale_tiled(emit_rows=lambda rows: writer.write_rows(image.from_unit(rows)), **tile_args)
+            upscale_tiled(emit_rows=lambda rows: _write_quantised(writer, image, rows), **tile_args)
             writer.close()
         except BaseException:
             writer.abort()
