@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,9 +117,15 @@ def _kaggle_response(dataset: str, start_byte: int, validator: str | None) -> Re
         raise DownloadError("Kaggle rejected or could not find the credentials") from None
     except Exception as exc:  # network, HTTP and SDK errors all end the same way for the user
         raise DownloadError(f"Kaggle request for {dataset} failed: {type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+                            f"{_redacted(str(exc))}") from None
     return RemoteFile(response.status_code, dict(response.headers),
                       response.iter_content(CHUNK_BYTES), response.close)
+
+
+def _redacted(message: str) -> str:
+    """First line of an error, without URL query strings (signed download URLs carry tokens)."""
+    first = message.splitlines()[0] if message else ""
+    return re.sub(r"\?[^\s'\")]*", "?<redacted>", first)
 
 
 def expected_md5(headers: dict[str, str]) -> str | None:

@@ -127,3 +127,31 @@ def test_partial_of_another_version_restarts(credentials, tmp_path: Path) -> Non
     (tmp_path / "data.zip.part.json").write_text(json.dumps({"validator": '"v0"', "total": 9000, "md5": None}))
     dl.download_dataset(tmp_path, opener=StandIn(), progress=False)
     assert (tmp_path / "data.zip").read_bytes() == PAYLOAD
+
+
+def test_kaggle_banner_and_exit_are_contained(credentials, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys) -> None:
+    """When Kaggle rejects the credentials the package prints its banner to stdout and calls
+    exit(1); the user must see one line on stderr and the run must not die with SystemExit.
+    Only the package's authenticate is replaced (it would go to the network)."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        from kaggle.api import kaggle_api_extended as extended
+
+    def banner_and_exit(self) -> None:
+        extended.print_auth_help()
+        exit(1)
+
+    monkeypatch.setattr(extended.KaggleApi, "authenticate", banner_and_exit)
+    assert prep_main(["download", "--out", str(tmp_path), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert "Kaggle rejected or could not find the credentials" in captured.err and SECRET not in captured.err
+
+
+def test_error_messages_drop_signed_url_queries() -> None:
+    """A failed resume request names the signed storage URL; its query string is a credential."""
+    message = dl._redacted("Max retries exceeded with url: /data.zip?X-Goog-Signature=abc123&x=1 (Caused by X)")
+    assert "abc123" not in message and "/data.zip?<redacted>" in message
