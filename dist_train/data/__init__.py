@@ -19,8 +19,8 @@ from dist_train.config import Config
 def build_train_loader(cfg: Config, rank: int, world_size: int, device: torch.device):
     """The endless, resumable training batches of this rank."""
     if cfg.data.backend == "folder":
-        from dist_train.data.folder import FolderTrainLoader
-        return FolderTrainLoader(cfg, rank, world_size, device)
+        from dist_train.data.folder import build_folder_train_loader
+        return build_folder_train_loader(cfg, rank, world_size, device)
     if cfg.data.backend == "torch":
         from dist_train.data.shards_torch import build_torch_train_loader
         return build_torch_train_loader(cfg, rank, world_size, device)

@@ -7,6 +7,8 @@ the smallest needed to make one fault or one comparison reproducible with real p
   is NaN, as an fp16 overflow would make it.
 * ``CXR_SR_TEST_HANG_CHECKPOINT=S``: while writing checkpoint S, after every other file and just
   before ``trainer.pt``, rank 0 touches ``RUN/hang_marker`` and sleeps: a window for ``kill -9``.
+* ``CXR_SR_TEST_HANG_STEP=R:S``: rank R touches ``RUN/hang_marker`` and sleeps before step S
+  while the other ranks go on into that step's collectives: a window to ``kill -9`` rank R.
 * ``CXR_SR_TEST_GLOBAL_BATCH=N``: every rank draws the global batch of N from one world-size-
   independent source (the folder loader as rank 0 of 1) and keeps its own slice, so runs with
   different process counts see exactly the same samples per step.
@@ -44,9 +46,9 @@ class _GlobalBatchSlices:
     """Rank r's slice of one global batch from a loader that knows nothing of the world size."""
 
     def __init__(self, cfg, global_batch: int, rank: int, world_size: int, device):
-        from dist_train.data.folder import FolderTrainLoader
+        from dist_train.data.folder import build_folder_train_loader
         single = replace(cfg, data=replace(cfg.data, batch_size=global_batch))
-        self.loader = FolderTrainLoader(single, 0, 1, device)
+        self.loader = build_folder_train_loader(single, 0, 1, device)
         self.part = slice(rank * global_batch // world_size, (rank + 1) * global_batch // world_size)
 
     def next_batch(self):
@@ -73,6 +75,20 @@ class FaultyTrainer(_RealTrainer):
             self.train_batches.close()
             self.train_batches = _GlobalBatchSlices(cfg, int(os.environ["CXR_SR_TEST_GLOBAL_BATCH"]), env.rank,
                                                     env.world_size, env.device)
+        if os.environ.get("CXR_SR_TEST_HANG_STEP"):
+            rank, _, step = os.environ["CXR_SR_TEST_HANG_STEP"].partition(":")
+            if env.rank == int(rank):
+                self._hang_before_step(int(step))
+
+    def _hang_before_step(self, step: int) -> None:
+        real_next_batch = self.train_batches.next_batch
+
+        def next_batch():
+            if self.step == step:
+                (self.run_dir / "hang_marker").touch()
+                time.sleep(600)
+            return real_next_batch()
+        self.train_batches.next_batch = next_batch
 
 
 def _hanging_torch_save_atomic(obj, path):
