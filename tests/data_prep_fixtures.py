@@ -40,6 +40,7 @@ def write_csv(path: Path, rows: list[list[str]]) -> None:
 
 
 def _palette_png(gray: np.ndarray) -> bytes:
+    """`gray` as a palette (mode P) PNG."""
     buffer = io.BytesIO()
     Image.fromarray(gray).convert("P").save(buffer, format="PNG")
     return buffer.getvalue()

@@ -22,11 +22,13 @@ from tests.data_prep_fixtures import (BAD_INPUT_EXPECTATIONS, build_bad_inputs, 
 
 @pytest.fixture(scope="module")
 def bad_source(tmp_path_factory) -> Path:
+    """The bad-input folder (Kaggle layout), built once for the module."""
     return build_bad_inputs(tmp_path_factory.mktemp("bad") / "src")
 
 
 @pytest.fixture(scope="module")
 def bad_shards(bad_source: Path, tmp_path_factory) -> tuple[Path, dict]:
+    """The bad inputs sharded with a 96 px size rule: (shard folder, manifest)."""
     out = tmp_path_factory.mktemp("bad-shards") / "out"
     manifest = shard_dataset(bad_source, out, seed=0, samples_per_shard=4, expect_size_px=96,
                              workers=1, progress=False)

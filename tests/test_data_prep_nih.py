@@ -19,6 +19,7 @@ from tests.data_prep_fixtures import read_shard, read_shard_set, zip_folder
 
 @pytest.fixture(scope="module")
 def nih_shards(nih_sample_dir: Path, tmp_path_factory) -> tuple[Path, dict]:
+    """The NIH sample sharded from its folder with two worker processes: (folder, manifest)."""
     out = tmp_path_factory.mktemp("nih") / "shards"
     manifest = shard_dataset(nih_sample_dir, out, seed=0, samples_per_shard=100, workers=2, progress=False)
     return out, manifest

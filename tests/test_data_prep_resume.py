@@ -36,6 +36,7 @@ shard.shard_dataset(sys.argv[1], sys.argv[2], seed=0, samples_per_shard=1, worke
 
 
 def _wait_for_states(state_dir: Path, count: int, child: subprocess.Popen, timeout_s: float = 60) -> None:
+    """Block until the child has completed `count` shards (their state files exist)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if state_dir.is_dir() and len(list(state_dir.glob("*.json"))) >= count:
@@ -47,6 +48,8 @@ def _wait_for_states(state_dir: Path, count: int, child: subprocess.Popen, timeo
 
 
 def test_kill_then_resume_redoes_only_incomplete_shards(tmp_path: Path) -> None:
+    """SIGKILL mid-run leaves no manifest; the re-run keeps the finished shards untouched,
+    writes the rest, cleans up, and ends byte-identical to an uninterrupted run."""
     source = make_synthetic(tmp_path / "src", 10, seed=2, size_px=96)
     reference = tmp_path / "reference"
     shard_dataset(source, reference, seed=0, samples_per_shard=1, workers=1, progress=False)

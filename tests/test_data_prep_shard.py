@@ -21,11 +21,13 @@ CONTRACT_FIELDS = {"image", "patient_id", "follow_up", "view", "age", "sex", "la
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory) -> Path:
+    """24 synthetic 128 px images (several per patient)."""
     return make_synthetic(tmp_path_factory.mktemp("synth") / "src", 24, seed=1, size_px=128)
 
 
 @pytest.fixture(scope="module")
 def shards(source: Path, tmp_path_factory) -> Path:
+    """`source` sharded in one process, 4 samples per shard, 20% val and test."""
     out = tmp_path_factory.mktemp("shards") / "a"
     shard_dataset(source, out, seed=5, val_fraction=0.2, test_fraction=0.2, samples_per_shard=4,
                   workers=1, progress=False)
@@ -33,6 +35,7 @@ def shards(source: Path, tmp_path_factory) -> Path:
 
 
 def _shard_bytes(root: Path) -> dict[str, bytes]:
+    """{file name: bytes} of every tar and idx in `root`."""
     return {p.name: p.read_bytes() for p in sorted(root.iterdir()) if p.suffix in (".tar", ".idx")}
 
 

@@ -14,10 +14,12 @@ from data_prep.synth import METADATA_NAME, make_synthetic
 
 @pytest.fixture(scope="module")
 def synth_set(tmp_path_factory) -> Path:
+    """12 synthetic 256 px images, seed 3."""
     return make_synthetic(tmp_path_factory.mktemp("synth") / "a", 12, seed=3, size_px=256)
 
 
 def _pngs(root: Path) -> list[Path]:
+    """The images of a synthetic set, by name."""
     return sorted(root.glob("images_*/images/*.png"))
 
 
