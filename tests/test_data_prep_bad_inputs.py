@@ -5,6 +5,7 @@ counting), so anything that is not a complete image must be caught here, skipped
 """
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import zipfile
@@ -17,7 +18,7 @@ from PIL import Image
 from data_prep.shard import shard_dataset
 from data_prep.verify import verify_shards
 from tests.data_prep_fixtures import (BAD_INPUT_EXPECTATIONS, build_bad_inputs, gradient, png_bytes,
-                                      read_shard_set, zip_folder)
+                                      read_shard, read_shard_set, zip_folder)
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +57,10 @@ def test_each_bad_input_has_its_expected_outcome(bad_shards: tuple[Path, dict]) 
 def test_converted_images_are_8_bit_gray_with_the_record(bad_shards: tuple[Path, dict]) -> None:
     """The loader assumes 8-bit gray PNGs; the json must say what was done to non-gray originals."""
     out, _ = bad_shards
-    from tests.data_prep_fixtures import read_shard
-
     for tar_path in out.glob("*.tar"):
         for fields in read_shard(tar_path).values():
             record = json.loads(fields["json"])
-            image = Image.open(__import__("io").BytesIO(fields["png"]))
+            image = Image.open(io.BytesIO(fields["png"]))
             assert image.mode == "L" and list(image.size) == record["original_size"]
             if record["image"] == "00000006_000.png":
                 assert record["original_mode"] == "RGBA" and "R=G=B: took one channel" in record["conversion"]["steps"]

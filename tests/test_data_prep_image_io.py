@@ -1,6 +1,7 @@
 """Decoding to 8-bit gray: every PNG flavour NIH and users send, and real DICOMs."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -94,7 +95,7 @@ def test_reencoded_png_is_lossless_and_passes_the_fast_check() -> None:
     gray = gradient(64)
     data = encode_png_gray8(gray)
     assert verify_plain_gray8_png(data, "x").width == 64
-    assert np.array_equal(np.asarray(Image.open(__import__("io").BytesIO(data))), gray)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), gray)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "bad_filter"])

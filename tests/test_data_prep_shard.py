@@ -1,7 +1,6 @@
 """Sharding the synthetic set: the shard-set contract (CONTRACTS §2) that the loaders rely on."""
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from pathlib import Path
