@@ -193,7 +193,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         lr_device = lr.to(device)
         lr_uint8 = [np.rint(a[0] * 255).astype(np.uint8) for a in lr.numpy()]
         for name, model in models.items():
-            x = lr_device.to(dtype)
+            # the .pt2 package is compiled for float32 inputs; the others run in `dtype`
+            x = lr_device if name == "pt2" else lr_device.to(dtype)
             results.append(measure(name, lambda m=model, x=x: m(x), batch, out_pixels, device, warmup, repeats))
         for name, (call, kind) in baselines.items():
             if kind == "tensor":

@@ -21,6 +21,8 @@ def register_export(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser.add_argument("--checkpoint", type=Path, help="a checkpoint folder (default: the run's newest)")
     parser.add_argument("--format", choices=EXPORT_FORMATS, default="torchscript",
                         help="both = TorchScript at --out and a .pt2 next to it")
+    parser.add_argument("--device", default="cpu",
+                        help="device the .pt2 package is compiled for (TorchScript runs anywhere)")
     parser.add_argument("--parity-images", type=Path, nargs="*", default=[],
                         help="real PNG/DICOM images (or folders) for the parity check (first 2 used)")
     parser.set_defaults(run=run_export)
@@ -65,7 +67,7 @@ def run_export(args: argparse.Namespace) -> int:
             if export_format == "pt2":
                 from export.pt2 import export_pt2
 
-                report = export_pt2(generator, meta, target, parity)
+                report = export_pt2(generator, meta, target, parity, device=args.device)
             else:
                 from export.torchscript import export_torchscript
 
