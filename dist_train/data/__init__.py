@@ -6,39 +6,37 @@ Every backend offers the same two things, so the training loop never changes wit
   (float32 ``N x 1 x h x w`` and ``N x 1 x H x W`` in [0, 1] on the device; epochs roll over
   internally), ``state_dict()`` / ``load_state_dict()`` for the position of the next batch, and
   ``close()``.
-* ``build_val_batches(...)`` -> an iterable of (lr, hr) pairs: this rank's disjoint part of the
+* ``build_val_loader(...)`` -> an iterable of (lr, hr) pairs: this rank's disjoint part of the
   validation split, no augmentation.
 """
 from __future__ import annotations
+
+import importlib
 
 import torch
 
 from dist_train.config import Config
 
 
+# data.backend -> (module, its train-loader builder, its validation builder); imported on use so
+# that a machine without DALI can still train with the other backends.
+_BACKENDS = {
+    "folder": ("dist_train.data.folder", "build_folder_train_loader", "folder_val_batches"),
+    "torch": ("dist_train.data.shards_torch", "build_torch_train_loader", "TorchValLoader"),
+    "dali": ("dist_train.data.shards_dali", "DaliTrainLoader", "DaliValLoader"),
+}
+
+
+def _builder(backend: str, which: int):
+    module_name, *builders = _BACKENDS[backend]
+    return getattr(importlib.import_module(module_name), builders[which])
+
+
 def build_train_loader(cfg: Config, rank: int, world_size: int, device: torch.device):
     """The endless, resumable training batches of this rank."""
-    if cfg.data.backend == "folder":
-        from dist_train.data.folder import build_folder_train_loader
-        return build_folder_train_loader(cfg, rank, world_size, device)
-    if cfg.data.backend == "torch":
-        from dist_train.data.shards_torch import build_torch_train_loader
-        return build_torch_train_loader(cfg, rank, world_size, device)
-    if cfg.data.backend == "dali":
-        from dist_train.data.shards_dali import DaliTrainLoader
-        return DaliTrainLoader(cfg, rank, world_size, device)
-    raise NotImplementedError(f"data.backend={cfg.data.backend} is not available yet")
+    return _builder(cfg.data.backend, 0)(cfg, rank, world_size, device)
 
 
 def build_val_loader(cfg: Config, rank: int, world_size: int, device: torch.device):
     """This rank's validation (lr, hr) pairs."""
-    if cfg.data.backend == "folder":
-        from dist_train.data.folder import folder_val_batches
-        return folder_val_batches(cfg, rank, world_size, device)
-    if cfg.data.backend == "torch":
-        from dist_train.data.shards_torch import TorchValLoader
-        return TorchValLoader(cfg, rank, world_size, device)
-    if cfg.data.backend == "dali":
-        from dist_train.data.shards_dali import DaliValLoader
-        return DaliValLoader(cfg, rank, world_size, device)
-    raise NotImplementedError(f"data.backend={cfg.data.backend} is not available yet")
+    return _builder(cfg.data.backend, 1)(cfg, rank, world_size, device)
