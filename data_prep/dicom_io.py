@@ -27,13 +27,16 @@ def read_dataset(data: bytes, name: str) -> Any:
     import pydicom
 
     try:
-        return pydicom.dcmread(io.BytesIO(data))
+        # force: accept files without the preamble/DICM marker (read_gray8 sends only .dcm ones)
+        return pydicom.dcmread(io.BytesIO(data), force=True)
     except Exception as exc:
         raise ImageDecodeError(name, f"unreadable DICOM ({type(exc).__name__}: {exc})") from exc
 
 
 def decoded_pixels(ds: Any, name: str) -> np.ndarray:
     """The stored pixel values of a single-frame grayscale image, decompressed."""
+    if "PixelData" not in ds:
+        raise ImageDecodeError(name, "no pixel data (not a DICOM image)")
     photometric = str(ds.get("PhotometricInterpretation", "")).upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise ImageDecodeError(name, f"photometric interpretation {photometric or 'missing'}; "

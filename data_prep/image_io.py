@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 PNG_COMPRESS_LEVEL = 3  # re-encoding is rare (RGBA NIH files, DICOM); 3 is 4x faster than 6, 10% larger
 
 
@@ -59,8 +60,8 @@ def read_gray8(source: Path | str | bytes, name: str | None = None) -> tuple[np.
     kind = sniff_format(data)
     if kind == "empty":
         raise ImageDecodeError(name, "zero-byte file")
-    if kind == "dicom":
-        return _dicom_to_gray8(data, name)
+    if kind == "dicom" or (kind == "other" and name.lower().endswith(DICOM_SUFFIXES)):
+        return _dicom_to_gray8(data, name)  # some DICOM writers omit the 128-byte preamble
     return _pillow_to_gray8(data, name)
 
 

@@ -71,6 +71,8 @@ def _png_payload(data: bytes, name: str) -> tuple[bytes, int, int, str, dict | N
         header = verify_plain_gray8_png(data, name)
         return data, header.width, header.height, "L", None
     pixels, record = read_gray8(data, name)
+    if not record["steps"]:  # already 8-bit gray, but interlaced or not a PNG
+        record["steps"].append("re-encoded as a non-interlaced 8-bit gray PNG")
     height, width = pixels.shape
     return encode_png_gray8(pixels), width, height, record.get("mode", "?"), record
 

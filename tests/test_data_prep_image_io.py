@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +120,45 @@ def test_fast_png_check_catches_what_a_decoder_would(damage: str) -> None:
         data = data[:33] + chunk + data[data.index(b"IEND") - 4:]
     with pytest.raises(ImageDecodeError):
         verify_plain_gray8_png(data, "x.png")
+
+
+def test_dicom_without_preamble_is_still_read(realxray_dir: Path) -> None:
+    """Some writers omit the 128-byte preamble and DICM marker; a .dcm name is enough to try."""
+    data = (realxray_dir / "RG1_UNCR.dcm").read_bytes()
+    pixels, record = read_gray8(data[132:], "no_preamble.dcm")
+    assert pixels.shape == (1955, 1841) and record["mode"] == "MONOCHROME1"
+    with pytest.raises(ImageDecodeError, match="junk.dcm: no pixel data"):
+        read_gray8(b"not dicom at all" * 20, "junk.dcm")
+
+
+def _adam7_png(gray: np.ndarray) -> bytes:
+    """An interlaced 8-bit gray PNG (Pillow cannot write one): the 7 Adam7 passes, filter 0."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+    raw = b"".join(b"\x00" + row.tobytes() for x0, y0, dx, dy in passes
+                   for row in gray[y0::dy, x0::dx] if row.size)
+    header = struct.pack(">IIBBBBB", gray.shape[1], gray.shape[0], 8, 0, 0, 0, 1)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+            + chunk(b"IEND", b""))
+
+
+def test_interlaced_gray_png_is_reencoded_and_says_so(tmp_path: Path) -> None:
+    """DALI decodes interlaced PNGs slowly and the fast check cannot validate them: they are
+    stored re-encoded (same pixels), and the record says why the bytes differ from the source."""
+    from data_prep.catalog import Candidate
+    from data_prep.metadata import ImageMeta
+    from data_prep.shard_writer import SizeRule, build_sample
+
+    gray = gradient(64)
+    data = _adam7_png(gray)
+    assert Image.open(io.BytesIO(data)).info.get("interlace") == 1
+    item = Candidate("00000001_000.png", "00000001_000", len(data),
+                     ImageMeta("00000001_000.png", "00000001"), "metadata")
+    sample, converted = build_sample(data, item, "train", SizeRule())
+    assert converted and np.array_equal(np.asarray(Image.open(io.BytesIO(sample["png"]))), gray)
+    assert "re-encoded" in json.loads(sample["json"])["conversion"]["steps"][0]
