@@ -34,6 +34,15 @@ def _read_samples(tar_path: Path) -> dict[str, dict[str, bytes]]:
     return samples
 
 
+def _sha256_of(path: Path) -> str:
+    """Hash a shard in 1 MiB blocks (shards are hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _check_index(tar_path: Path, idx_path: Path) -> list[str]:
     if not idx_path.is_file():
         return [f"{idx_path.name}: index missing"]
@@ -74,8 +83,7 @@ def _check_shard(root: Path, shard: dict, deep: bool, patients: dict, keys: dict
     tar_path = root / shard["file"]
     if not tar_path.is_file():
         return [f"{shard['file']}: listed in the manifest but missing"]
-    data = tar_path.read_bytes()
-    if len(data) != shard["bytes"] or hashlib.sha256(data).hexdigest() != shard["sha256"]:
+    if tar_path.stat().st_size != shard["bytes"] or _sha256_of(tar_path) != shard["sha256"]:
         return [f"{shard['file']}: size or sha256 differs from the manifest (changed or truncated)"]
     problems = _check_index(tar_path, root / shard["index_file"])
     samples = _read_samples(tar_path)
