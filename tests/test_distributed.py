@@ -92,14 +92,17 @@ def test_two_ranks_equal_one_process_on_the_same_global_batch(tmp_path, images):
 
 
 def test_kill_one_rank_then_resume_matches_uninterrupted(tmp_path, images, reference_run):
-    """kill -9 of rank 1: rank 0 must not hang (gloo sees the peer gone, or dist.timeout_s expires),
-    torchrun exits non-zero, and the resumed run's losses equal the uninterrupted run's."""
+    """kill -9 of rank 1 while rank 0 waits for it inside step 5's collectives: rank 0 must not
+    hang (gloo sees the peer gone, or dist.timeout_s expires), torchrun exits non-zero, and the
+    resumed run's losses equal the uninterrupted run's."""
     out = tmp_path / "run"
     log = tmp_path / "killed.txt"
-    launcher = start(torchrun(2, tiny_args(images, out, *SCHEDULE, "dist.timeout_s=30")), log)
+    launcher = start(torchrun(2, tiny_args(images, out, *SCHEDULE, "dist.timeout_s=30"), script="fault_train.py"),
+                     log, env=process_env(CXR_SR_TEST_HANG_STEP="1:4"))
     try:
-        rank0, rank1 = worker_pids(launcher, 2)
-        wait_for(lambda: "step 4/" in log.read_text(errors="replace"), 180, "step 4", log)
+        _, rank1 = worker_pids(launcher, 2)
+        wait_for(lambda: (out / "hang_marker").exists(), 180, "rank 1 to reach step 5", log)
+        time.sleep(1.0)  # rank 0 is now blocked in a collective of step 5
         killed_at = time.monotonic()
         os.kill(rank1, signal.SIGKILL)
         code = launcher.wait(timeout=90)
@@ -108,10 +111,30 @@ def test_kill_one_rank_then_resume_matches_uninterrupted(tmp_path, images, refer
         kill_tree(launcher)
     assert code != 0
     assert exit_s < 60, f"the surviving rank took {exit_s:.0f} s to exit"
-    assert latest_checkpoint(out) is not None
+    assert latest_checkpoint(out).name == "step_00000003"
     run(torchrun(2, ["--resume", *tiny_args(images, out, *SCHEDULE)]), tmp_path / "resumed.txt")
     assert "resumed from" in (tmp_path / "resumed.txt").read_text()
     assert_same_trajectory(out, reference_run)
+
+
+def test_hung_rank_is_given_up_after_dist_timeout(tmp_path, images):
+    """A rank that hangs (alive, so torchrun sees nothing wrong) must not hang the others for ever:
+    rank 0's collective gives up after dist.timeout_s, it exits non-zero, and torchrun stops the rest."""
+    out = tmp_path / "run"
+    log = tmp_path / "log.txt"
+    launcher = start(torchrun(2, tiny_args(images, out, *SCHEDULE, "dist.timeout_s=8"), script="fault_train.py"),
+                     log, env=process_env(CXR_SR_TEST_HANG_STEP="1:4"))
+    try:
+        wait_for(lambda: (out / "hang_marker").exists(), 180, "rank 1 to hang before step 5", log)
+        hung_at = time.monotonic()
+        code = launcher.wait(timeout=120)
+        exit_s = time.monotonic() - hung_at
+    finally:
+        kill_tree(launcher)
+    assert code != 0
+    assert 6 <= exit_s < 60, f"rank 0 gave up after {exit_s:.0f} s with dist.timeout_s=8"
+    assert "Timed out" in log.read_text(errors="replace")
+    assert latest_checkpoint(out).name == "step_00000003"
 
 
 def test_kill_during_checkpoint_write_keeps_previous_checkpoint(tmp_path, images, reference_run):

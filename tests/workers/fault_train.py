@@ -7,8 +7,8 @@ the smallest needed to make one fault or one comparison reproducible with real p
   is NaN, as an fp16 overflow would make it.
 * ``CXR_SR_TEST_HANG_CHECKPOINT=S``: while writing checkpoint S, after every other file and just
   before ``trainer.pt``, rank 0 touches ``RUN/hang_marker`` and sleeps: a window for ``kill -9``.
-* ``CXR_SR_TEST_HANG_STEP=R:S``: rank R touches ``RUN/hang_marker`` and sleeps before step S
-  while the other ranks go on into that step's collectives: a window to ``kill -9`` rank R.
+* ``CXR_SR_TEST_HANG_STEP=R:S``: rank R touches ``RUN/hang_marker`` and hangs before step S
+  (until a stop signal) while the other ranks go on into that step's collectives.
 * ``CXR_SR_TEST_GLOBAL_BATCH=N``: every rank draws the global batch of N from one world-size-
   independent source (the folder loader as rank 0 of 1) and keeps its own slice, so runs with
   different process counts see exactly the same samples per step.
@@ -86,7 +86,9 @@ class FaultyTrainer(_RealTrainer):
         def next_batch():
             if self.step == step:
                 (self.run_dir / "hang_marker").touch()
-                time.sleep(600)
+                while self._stop_signal is None:  # hung, but torchrun's SIGTERM ends it at once
+                    time.sleep(0.05)
+                raise SystemExit(1)
             return real_next_batch()
         self.train_batches.next_batch = next_batch
 
