@@ -12,6 +12,7 @@ import json
 import tarfile
 import tempfile
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 from data_prep.image_io import ImageDecodeError
@@ -22,16 +23,22 @@ from data_prep.shard_writer import write_dali_index
 from data_prep.split import SPLITS
 
 
-def _read_samples(tar_path: Path) -> dict[str, dict[str, bytes]]:
-    """{key: {extension: bytes}} of a shard, in tar order."""
-    samples: dict[str, dict[str, bytes]] = {}
+def _iter_samples(tar_path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {extension: bytes}) of each sample, one at a time (a shard can be hundreds of MB).
+    A sample's files are consecutive in a webdataset tar; a key seen again later is a duplicate."""
+    key, fields = None, {}
     with tarfile.open(tar_path) as archive:
         for member in archive:
             if not member.isfile():
                 continue
-            key, _, extension = member.name.partition(".")
-            samples.setdefault(key, {})[extension] = archive.extractfile(member).read()
-    return samples
+            name, _, extension = member.name.partition(".")
+            if name != key and key is not None:
+                yield key, fields
+                fields = {}
+            key = name
+            fields[extension] = archive.extractfile(member).read()
+    if key is not None:
+        yield key, fields
 
 
 def _sha256_of(path: Path) -> str:
@@ -86,10 +93,9 @@ def _check_shard(root: Path, shard: dict, deep: bool, patients: dict, keys: dict
     if tar_path.stat().st_size != shard["bytes"] or _sha256_of(tar_path) != shard["sha256"]:
         return [f"{shard['file']}: size or sha256 differs from the manifest (changed or truncated)"]
     problems = _check_index(tar_path, root / shard["index_file"])
-    samples = _read_samples(tar_path)
-    if len(samples) != shard["samples"]:
-        problems.append(f"{shard['file']}: {len(samples)} samples, manifest says {shard['samples']}")
-    for key, fields in samples.items():
+    count = 0
+    for key, fields in _iter_samples(tar_path):
+        count += 1
         sample_problems, patient = _check_sample(shard, key, fields, deep)
         problems += sample_problems
         if key in keys:
@@ -97,6 +103,8 @@ def _check_shard(root: Path, shard: dict, deep: bool, patients: dict, keys: dict
         keys[key] = shard["file"]
         if patient is not None:
             patients[shard["split"]].add(patient)
+    if count != shard["samples"]:
+        problems.append(f"{shard['file']}: {count} samples, manifest says {shard['samples']}")
     return problems
 
 

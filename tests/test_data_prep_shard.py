@@ -169,3 +169,33 @@ def test_rerun_is_a_no_op_and_other_settings_are_refused(source: Path, shards: P
         shard_dataset(source, out, seed=6, samples_per_shard=4, workers=1, progress=False)
     manifest = shard_dataset(source, out, seed=6, samples_per_shard=4, workers=1, progress=False, overwrite=True)
     assert manifest["settings"]["seed"] == 6 and verify_shards(out) == []
+
+
+def test_verify_catches_a_patient_in_two_splits(shards: Path, tmp_path: Path) -> None:
+    """The leak the research code had: a val sample whose patient is also in train. The shard is
+    rewritten consistently (hash, index, manifest updated), as a buggy sharder would leave it,
+    so only the patient check can catch it."""
+    import hashlib
+
+    import webdataset as wds
+
+    from data_prep.shard_writer import write_dali_index
+
+    leaky = tmp_path / "leaky"
+    shutil.copytree(shards, leaky)
+    train_patient = next(r["patient_id"] for r in read_shard_set(leaky).values() if r["split"] == "train")
+    target = leaky / "val-000000.tar"
+    samples = read_shard(target)
+    with open(target, "wb") as handle, wds.TarWriter(handle) as writer:
+        for i, (key, fields) in enumerate(samples.items()):
+            record = json.loads(fields["json"])
+            if i == 0:
+                record["patient_id"] = train_patient
+            writer.write({"__key__": key, "png": fields["png"], "json": json.dumps(record).encode()})
+    write_dali_index(target, target.with_suffix(".idx"))
+    manifest = json.loads((leaky / "manifest.json").read_text())
+    entry = next(e for e in manifest["shards"] if e["file"] == target.name)
+    entry["bytes"], entry["sha256"] = target.stat().st_size, hashlib.sha256(target.read_bytes()).hexdigest()
+    (leaky / "manifest.json").write_text(json.dumps(manifest))
+    problems = verify_shards(leaky)
+    assert any(p.startswith("patients in both train and val: 1") for p in problems), problems
