@@ -68,6 +68,18 @@ def test_missing_json_is_an_error(tmp_path):
         deepspeed_config(_cfg(f"dist.deepspeed_config={tmp_path / 'nope.json'}"))
 
 
+def test_fp16_on_the_cpu_is_refused_with_the_fix():
+    """DeepSpeed's CPU accelerator has no fp16; say so in our words, before DeepSpeed starts."""
+    from dist_train.backends.deepspeed_backend import DeepSpeedBackend
+    from dist_train.distributed import DistEnv
+    from dist_train.precision import Precision
+
+    cfg = _cfg("train.precision=fp16", "train.device=cpu")
+    env = DistEnv(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
+    with pytest.raises(ConfigError, match="use bf16 or fp32"):
+        DeepSpeedBackend(cfg, env, Precision("fp16", env.device)).wrap(torch.nn.Identity(), torch.nn.Identity())
+
+
 @pytest.mark.slow
 def test_zero2_bf16_two_processes_train_the_gan_and_resume_with_identical_losses(tmp_path):
     images = write_tiny_images(tmp_path / "images")

@@ -15,6 +15,7 @@ Facts this design rests on (DeepSpeed 0.19, measured on CPU with gloo):
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -44,12 +45,12 @@ class DeepSpeedBackend(TrainBackend):
             if self.cfg.train.precision == "fp16":
                 raise ConfigError("config field 'train.precision': DeepSpeed has no fp16 on the CPU; "
                                   "use bf16 or fp32 there (fp16 is for GPUs)")
+        self.ds_config = deepspeed_config(self.cfg)  # config mistakes surface before the slow import
         import deepspeed
 
         # Our process group (timeout from dist.timeout_s) is the one DeepSpeed wraps; a single
         # process gets a one-rank group so that no launcher is needed.
         distributed.ensure_process_group(self.env, self.cfg.dist.comm, self.cfg.dist.timeout_s)
-        self.ds_config = deepspeed_config(self.cfg)
         self.engines = {}
         for net, module in (("g", generator), ("d", discriminator)):
             module = module.to(self.env.device)
@@ -57,7 +58,7 @@ class DeepSpeedBackend(TrainBackend):
                 model=module,
                 optimizer=build_optimizer(module.parameters(), self.cfg, net),
                 lr_scheduler=lambda optimizer, net=net: build_scheduler(optimizer, self.cfg, net),
-                config=dict(self.ds_config),
+                config=copy.deepcopy(self.ds_config),  # DeepSpeed may edit what it is given
                 dist_init_required=False)
             self.engines[net] = engine
 
