@@ -93,7 +93,7 @@ def _add_shard(sub: argparse._SubParsersAction) -> None:
                    help="of all patients, when there is no official test_list.txt (default 0.1)")
     p.add_argument("--samples-per-shard", type=int, default=1000, help="default 1000")
     p.add_argument("--shard-bytes", type=_size_bytes, default=None, help="also cap shards by source bytes, e.g. 500MB")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores, fewer for small sources)")
     p.add_argument("--unlisted", choices=("infer", "refuse"), default="infer",
                    help="an image without a metadata row: infer its patient (default) or skip it")
     p.add_argument("--expect-size", type=int, default=None, help="skip images that are not N x N px")

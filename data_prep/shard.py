@@ -30,6 +30,9 @@ from data_prep.sources import open_source
 from data_prep.split import SPLITS, assign_splits, seeded_rank
 
 FORMAT_VERSION = 1
+# A spawned worker costs about 2 CPU-seconds to start (webdataset imports torch), the time it
+# takes to validate about 400 images: below this many images per worker, fewer workers are faster.
+MIN_IMAGES_PER_WORKER = 400
 SHARD_FILE = re.compile(r"^(train|val|test)-\d{6}\.(tar|idx)$")
 
 
@@ -57,6 +60,13 @@ def plan_shards(candidates: list[Candidate], assignment: dict[str, str], *, seed
             digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
             tasks.append(ShardTask(split, index, tuple(group), digest))
     return tasks
+
+
+def auto_workers(n_images: int) -> int:
+    """The cores this process may use (a SLURM/cgroup share, not the whole node), but no more
+    workers than the work pays for (see MIN_IMAGES_PER_WORKER)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, n_images // MIN_IMAGES_PER_WORKER))
 
 
 def _completed(out: Path, task: ShardTask) -> dict | None:
@@ -239,7 +249,8 @@ def shard_dataset(
 
     `val_fraction` is taken from the train/val patients; `test_fraction` of all patients applies
     only when the source has no official test_list.txt. `unlisted` says what to do with an image
-    that has no metadata row: "infer" its patient, or "refuse" it. `workers` defaults to all cores.
+    that has no metadata row: "infer" its patient, or "refuse" it. `workers` defaults to all cores,
+    fewer for small sources (`auto_workers`).
     """
     config = ShardSettings(seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
                            samples_per_shard=samples_per_shard, shard_bytes=shard_bytes, unlisted=unlisted,
@@ -251,5 +262,6 @@ def shard_dataset(
     if done is not None:
         log(f"{out}: already complete")
         return done
-    workers = workers if workers is not None else (os.cpu_count() or 1)
+    if workers is None:
+        workers = auto_workers(sum(len(t.items) for t in plan.tasks))
     return write_plan(plan, out, config, workers=workers, progress=progress, log=log)
