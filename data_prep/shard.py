@@ -14,8 +14,8 @@ import os
 import re
 import shutil
 import threading
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -90,10 +90,12 @@ _worker_state: dict[str, Any] = {}
 
 
 def _init_worker(source: Any, out: Path, sizes: SizeRule, progress: Any) -> None:
+    """Pool initializer: what every task of this worker shares."""
     _worker_state.update(source=source, out=out, sizes=sizes, progress=progress)
 
 
 def _worker_write(task: ShardTask) -> dict:
+    """Pool task: write one shard, ticking the parent's progress bar once per image."""
     state = _worker_state
     return write_shard(state["source"], task, state["out"], state["sizes"],
                        on_sample=lambda: state["progress"].put(1))
