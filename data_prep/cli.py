@@ -64,7 +64,7 @@ def _run_verify(args: argparse.Namespace) -> int:
     from data_prep.manifest import MANIFEST_NAME, summary_line
     from data_prep.verify import verify_shards
 
-    problems = verify_shards(args.dir, deep=args.deep)
+    problems = verify_shards(args.dir, deep=args.deep, progress=not args.quiet)
     for problem in problems:
         print(f"problem: {problem}", file=sys.stderr)
     if problems:
@@ -116,6 +116,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("verify", help="re-check a shard set against its manifest (non-zero exit on a problem)")
     p.add_argument("dir", type=Path)
     p.add_argument("--deep", action="store_true", help="also re-validate every PNG")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_fails_cleanly(_run_verify))
     p = sub.add_parser("synth", help="synthetic chest phantoms in the Kaggle layout")
     p.add_argument("--out", type=Path, required=True)

@@ -15,6 +15,8 @@ from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
+from tqdm import tqdm
+
 from data_prep.image_io import ImageDecodeError
 from data_prep.manifest import MANIFEST_NAME
 from data_prep.png_check import read_png_header, verify_plain_gray8_png
@@ -126,8 +128,9 @@ def _check_totals(manifest: dict, patients: dict[str, set[str]], counted: dict[s
     return problems
 
 
-def verify_shards(dir: Path, *, deep: bool = False) -> list[str]:  # noqa: A002 (public name)
-    """Problems found in the shard set at `dir` (see module docstring); empty means it is sound."""
+def verify_shards(dir: Path, *, deep: bool = False, progress: bool = False) -> list[str]:  # noqa: A002
+    """Problems found in the shard set at `dir` (see module docstring); empty means it is sound.
+    `progress` shows a bar over the shards (the full set is 45 GB to re-hash)."""
     root = Path(dir)
     try:
         manifest = json.loads((root / MANIFEST_NAME).read_text())
@@ -138,7 +141,7 @@ def verify_shards(dir: Path, *, deep: bool = False) -> list[str]:  # noqa: A002 
     patients: dict[str, set[str]] = defaultdict(set)
     counted: dict[str, int] = defaultdict(int)
     keys: dict[str, str] = {}
-    for shard in shards:
+    for shard in tqdm(shards, unit="shard", desc="verifying", disable=not progress):
         problems += _check_shard(root, shard, deep, patients, keys)
         counted[shard["split"]] += shard["samples"]
     listed = {name for shard in shards for name in (shard["file"], shard["index_file"])}
