@@ -157,3 +157,64 @@ def test_error_messages_drop_signed_url_queries() -> None:
     """A failed resume request names the signed storage URL; its query string is a credential."""
     message = dl._redacted("Max retries exceeded with url: /data.zip?X-Goog-Signature=abc123&x=1 (Caused by X)")
     assert "abc123" not in message and "/data.zip?<redacted>" in message
+
+
+class _FakeResponse:
+    """The parts of requests.Response that `_kaggle_response` uses."""
+
+    def __init__(self, status: int, headers: dict, body: bytes, url: str = "https://storage.example/data.zip?sig=s"):
+        self.status_code, self.headers, self._body, self.url = status, headers, body, url
+        self.request = type("Request", (), {"headers": {"Authorization": "Bearer t"}})()
+
+    def iter_content(self, size: int):
+        for offset in range(0, len(self._body), size):
+            yield self._body[offset:offset + size]
+
+    def close(self) -> None:
+        pass
+
+
+def test_real_opener_with_the_network_replaced(credentials, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default opener (kaggle package + requests) on a resumed download: the SDK call and the
+    Range request are the network, replaced here; headers, If-Range and resume are the real code."""
+    import contextlib
+    import io
+
+    import requests
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        from kaggle.api import kaggle_api_extended as extended
+    md5 = base64.b64encode(hashlib.md5(PAYLOAD).digest()).decode()
+    full_headers = {"Content-Length": str(len(PAYLOAD)), "ETag": '"v1"', "x-goog-hash": f"md5={md5}"}
+    requested = []
+
+    class Client:
+        class datasets:
+            class dataset_api_client:
+                @staticmethod
+                def download_dataset(request):
+                    requested.append((request.owner_slug, request.dataset_slug))
+                    return _FakeResponse(200, full_headers, PAYLOAD)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            pass
+
+    def ranged_get(url: str, headers: dict, stream: bool, timeout: int) -> _FakeResponse:
+        start = int(headers["Range"].split("=")[1].rstrip("-"))
+        assert headers["If-Range"] == '"v1"' and headers["Authorization"] == "Bearer t"
+        body = PAYLOAD[start:]
+        return _FakeResponse(206, {"Content-Length": str(len(body)), "ETag": '"v1"',
+                                   "Content-Range": f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}"}, body)
+
+    monkeypatch.setattr(extended.KaggleApi, "authenticate", lambda self: None)
+    monkeypatch.setattr(extended.KaggleApi, "build_kaggle_client", lambda self: Client())
+    monkeypatch.setattr(requests, "get", ranged_get)
+    (tmp_path / "data.zip.part").write_bytes(PAYLOAD[:123_456])
+    (tmp_path / "data.zip.part.json").write_text(json.dumps(
+        {"dataset": "nih-chest-xrays/data", "total": len(PAYLOAD), "md5": hashlib.md5(PAYLOAD).hexdigest(),
+         "validator": '"v1"'}))
+    path = dl.download_dataset(tmp_path, progress=False)
+    assert path.read_bytes() == PAYLOAD and requested == [("nih-chest-xrays", "data")]
