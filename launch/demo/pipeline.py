@@ -1,0 +1,205 @@
+"""The demo's steps, in order: data, shards, training, export, benchmarks, figures, report.
+
+Each step calls the project's own command (`python -m launch <command>`, exactly what a user
+would type after `cxr-sr`) or its library functions; nothing here re-implements a stage.
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from launch.demo.settings import DemoSettings
+from launch.demo.steps import Step, StepContext
+
+MODEL_NAME = "cxr_sr_x4.pt"
+RADIOGRAPH_NAME = "RG1_UNCR.dcm"  # a real Philips CR PA chest, MONOCHROME1, 15-bit, from pydicom-data
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    """Where every step reads and writes, under the demo's output folder."""
+
+    out: Path
+
+    @property
+    def synth(self) -> Path:
+        return self.out / "synth"
+
+    @property
+    def shards(self) -> Path:
+        return self.out / "shards"
+
+    @property
+    def holdback(self) -> Path:
+        return self.out / "holdback"
+
+    @property
+    def run(self) -> Path:
+        return self.out / "run"
+
+    @property
+    def model(self) -> Path:
+        return self.out / "model" / MODEL_NAME
+
+    @property
+    def bench(self) -> Path:
+        return self.out / "bench"
+
+    @property
+    def figures(self) -> Path:
+        return self.out / "figures"
+
+    @property
+    def report(self) -> Path:
+        return self.out / "report.md"
+
+
+def radiograph_path() -> Path:
+    """RG1_UNCR.dcm from the pydicom-data package (found offline through pydicom's data manager)."""
+    try:
+        from pydicom.data import get_testdata_file
+    except ImportError as exc:
+        raise FileNotFoundError("pydicom is not installed") from exc
+    path = get_testdata_file(RADIOGRAPH_NAME)
+    if path is None:
+        raise FileNotFoundError(f"{RADIOGRAPH_NAME} not found: install the pydicom-data package "
+                                "(pip install pydicom-data; part of cxr-sr[dev])")
+    return Path(path)
+
+
+def cxr_sr(*args: str) -> list[str]:
+    """The argv of `cxr-sr ARGS` run by the interpreter running the demo."""
+    return [sys.executable, "-m", "launch", *args]
+
+
+def build_steps(settings: DemoSettings, paths: DemoPaths) -> list[Step]:
+    """The ordered list of steps for these settings."""
+    s, p = settings, paths
+
+    def data(ctx: StepContext) -> None:
+        if s.images:
+            ctx.say(f"using your images in {s.images} (no synthesis)")
+            ctx.results["source"] = s.images
+            return
+        ctx.say(f"{s.n_images} synthetic chest phantoms of {s.size_px} px -> {p.synth}")
+        ctx.run(cxr_sr("prep", "synth", "--out", str(p.synth), "-n", str(s.n_images), "--size", str(s.size_px)),
+                echo=r"synthetic")
+        ctx.results["source"] = str(p.synth)
+
+    def shard(ctx: StepContext) -> None:
+        source = s.images or str(p.synth)
+        ctx.run(cxr_sr("prep", "shard", "--source", source, "--out", str(p.shards), "--quiet",
+                       "--workers", "2", "--samples-per-shard", "200"), echo=r"images /")
+
+    def verify(ctx: StepContext) -> None:
+        ctx.run(cxr_sr("prep", "verify", str(p.shards)), echo=r"ok;|problem")
+
+    def holdback(ctx: StepContext) -> None:
+        from launch.demo.holdback import extract_test_split
+
+        written = extract_test_split(p.shards, p.holdback, s.holdback_max)
+        ctx.say(f"{len(written)} test-split images (patients never trained on) -> {p.holdback}")
+        ctx.results["images"] = [str(w) for w in written]
+
+    def train(ctx: StepContext) -> None:
+        ctx.say(f"{s.nproc} processes (torchrun, DDP over gloo), DALI CPU loader; "
+                f"{s.pretrain_steps} PSNR steps then {s.gan_steps} GAN steps; tensorboard in {p.run / 'tensorboard'}")
+        ctx.run(cxr_sr("launch", "--launcher", "torchrun", "--nproc", str(s.nproc), "--config", "tiny_cpu",
+                       "--resume", "data.backend=dali", f"data.shards={p.shards}", f"train.out_dir={p.run}",
+                       f"data.patch_px={s.patch_px}", f"data.batch_size={s.batch_size}",
+                       f"data.val_crop_px={s.val_crop_px}", f"train.pretrain_steps={s.pretrain_steps}",
+                       f"train.gan_steps={s.gan_steps}", f"train.val_every={s.val_every}",
+                       f"train.ckpt_every={s.val_every}", f"train.log_every={max(1, min(10, s.val_every))}",
+                       f"train.ema_decay={s.ema_decay}"),
+                echo=r"^step \d+/\d+|val: PSNR|resumed from|^done:")
+
+    def export(ctx: StepContext) -> None:
+        p.model.parent.mkdir(parents=True, exist_ok=True)
+        ctx.run(cxr_sr("export", "--run", str(p.run), "--out", str(p.model), "--parity-images", str(p.holdback)),
+                echo=r"torchscript")
+
+    def cpp(ctx: StepContext) -> None:
+        from launch.demo.cpp import BUILD_HINT, find_binary
+
+        binary = find_binary()
+        if binary is None:
+            ctx.say(f"C++ example not built: skipped (build it with `{BUILD_HINT}`, then re-run the demo)")
+            ctx.results["skipped"] = f"not built ({BUILD_HINT})"
+            return
+        ctx.results.update(_run_cpp_once(binary, p))
+        ctx.say(f"{binary} upscaled {ctx.results['size']} px; max difference to Python "
+                f"{ctx.results['max_abs_diff_levels']} gray levels")
+
+    def quality(dataset: str) -> Callable[[StepContext], None]:
+        def action(ctx: StepContext) -> None:
+            images, crop = ((str(p.holdback), s.holdback_crop_px) if dataset == "holdback"
+                            else (str(radiograph_path()), s.dicom_crop_px))
+            stem = p.bench / f"quality_{dataset}"
+            ctx.run(cxr_sr("bench", "quality", "--model", str(p.model), "-i", images, "--crop-px", str(crop),
+                           "--json", f"{stem}.json", "--markdown", f"{stem}.md", "--figure", f"{stem}.png"),
+                    echo=r"^\| (model|bicubic|lanczos) ")
+            ctx.results["json"] = f"{stem}.json"
+        return action
+
+    def throughput(ctx: StepContext) -> None:
+        ctx.run(cxr_sr("bench", "throughput", "--model", str(p.model), "--device", "cpu",
+                       "--methods", "torchscript,eager,bicubic_torch,bicubic_pil", "--batch-sizes", "1",
+                       "--lr-px", str(s.throughput_lr_px), "--warmup", "2", "--repeats", str(s.throughput_repeats),
+                       "--json", str(p.bench / "throughput.json"), "--markdown", str(p.bench / "throughput.md")),
+                echo=r"^\| (torchscript|eager|bicubic_torch|bicubic_pil)")
+
+    def figures(ctx: StepContext) -> None:
+        from launch.demo.report import write_figures
+
+        written = write_figures(s, p, radiograph_path())
+        ctx.results["figures"] = {name: str(path) for name, path in written.items()}
+        ctx.say(f"{len(written)} figures -> {p.figures}")
+
+    def report(ctx: StepContext) -> None:
+        from launch.demo.report import write_report
+
+        ctx.results["report"] = str(write_report(s, p))
+
+    return [
+        Step("data", "synthetic chest phantoms (prep synth)" if not s.images else "your images", data),
+        Step("shard", "patient-disjoint WebDataset shards with DALI indexes (prep shard)", shard),
+        Step("verify", "re-check the shards against their manifest (prep verify)", verify),
+        Step("holdback", "take the test split out of the shards for the benchmarks", holdback),
+        Step("train", f"SRGAN, {s.nproc} processes via the launcher (PSNR phase, then GAN phase)", train),
+        Step("export", "TorchScript generator with parity check (export)", export),
+        Step("cpp", "run the model once through the C++ example, if built", cpp),
+        Step("quality-holdback", "PSNR/SSIM/consistency vs bicubic on held-back images (bench quality)",
+             quality("holdback")),
+        Step("quality-radiograph", f"the same on a real radiograph, {RADIOGRAPH_NAME} via pydicom (bench quality)",
+             quality("radiograph")),
+        Step("throughput", f"images/s of the model vs bicubic, {s.throughput_lr_px} px in (bench throughput)",
+             throughput),
+        Step("figures", "crops, error maps, loss curves, throughput and consistency figures", figures),
+        Step("report", f"summary table and {p.report.name}", report),
+    ]
+
+
+def _run_cpp_once(binary: Path, paths: DemoPaths) -> dict:
+    """The first held-back image, downsampled, through the C++ binary and through Python."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from dist_train.degradation import downsample
+    from export.image_io import read_image
+    from export.model_file import load_exported
+    from launch.demo.cpp import run_cpp_example
+
+    first = sorted(paths.holdback.glob("*.png"))[0]
+    model = load_exported(paths.model)
+    hr = torch.from_numpy(read_image(first).to_unit())
+    height, width = (n // model.scale * model.scale for n in hr.shape)
+    lr = downsample(hr[:height, :width][None, None], model.scale)
+    lr_levels = np.rint(lr[0, 0].numpy() * 255).astype(np.uint8)  # what the PNG holds, for both sides
+    folder = paths.out / "cpp"
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(lr_levels).save(folder / "lr.png")
+    python_sr = model(torch.from_numpy(lr_levels.astype(np.float32) / 255)[None, None])[0, 0].numpy()
+    return run_cpp_example(binary, paths.model, folder / "lr.png", python_sr, folder / "sr_cpp.png")
