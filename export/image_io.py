@@ -51,6 +51,15 @@ class SourceImage:
         unit = (self.stored[rows, cols].astype(np.float32) - np.float32(self.offset)) / np.float32(self.span)
         return 1.0 - unit if self.invert else unit
 
+    def display_levels(self, unit: np.ndarray) -> np.ndarray:
+        """[0, 1] (1 = bright) to the full 8/16-bit range, for PNG, which has no MONOCHROME1.
+
+        Equals `from_unit` for PNG input; for DICOM it gives a PNG that viewers show the right
+        way round, stretched to the full range of the output depth.
+        """
+        dtype, peak = (np.uint8, 255.0) if self.bit_depth == 8 else (np.uint16, 65535.0)
+        return np.rint(np.clip(unit, 0.0, 1.0) * np.float32(peak)).astype(dtype)
+
     def from_unit(self, unit: np.ndarray) -> np.ndarray:
         """Inverse of `to_unit` for model output in [0, 1]: rounded stored integers."""
         unit = np.clip(unit, 0.0, 1.0)

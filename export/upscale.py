@@ -60,7 +60,7 @@ QUANTISE_ROWS = 256  # rows converted to integers at a time: bounds the float te
 def _write_quantised(writer, image: SourceImage, rows: np.ndarray) -> None:
     """Streams float rows to the PNG in small blocks, so quantising never copies a whole band."""
     for start in range(0, rows.shape[0], QUANTISE_ROWS):
-        writer.write_rows(image.from_unit(rows[start:start + QUANTISE_ROWS]))
+        writer.write_rows(image.display_levels(rows[start:start + QUANTISE_ROWS]))
 
 
 @dataclass
@@ -185,8 +185,10 @@ class Upscaler:
         if self.settings.data_consistency:
             sr = enforce_consistency(sr, lr, self.scale, self.settings.dc_iterations)
             job.result.consistency_after_dc_psnr_db = float(consistency_psnr(sr, lr, self.scale)[0])
-        stored = job.image.from_unit(sr[0, 0].numpy())
-        if job.out.suffix == ".dcm":
+        is_dicom = job.out.suffix == ".dcm"
+        to_levels = job.image.from_unit if is_dicom else job.image.display_levels
+        stored = to_levels(sr[0, 0].numpy())
+        if is_dicom:
             from export.dicom_out import upscaled_dataset, write_dicom
 
             note = (f"{self.scale}x super-resolution by {describe(self.model)}"

@@ -31,7 +31,7 @@ CPP_SOURCE = Path(__file__).resolve().parents[1] / "export" / "cpp"
 
 def _source_hash() -> str:
     digest = hashlib.sha256(f"{torch.__version__}|{sys.executable}".encode())
-    for path in sorted(p for p in CPP_SOURCE.rglob("*") if p.is_file()):
+    for path in sorted(p for p in CPP_SOURCE.rglob("*") if p.is_file() and p.suffix != ".md"):
         digest.update(str(path.relative_to(CPP_SOURCE)).encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 

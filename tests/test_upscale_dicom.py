@@ -62,11 +62,29 @@ def test_compressed_dicom_spacing_divided_by_scale(toy_model, realxray_dir, tmp_
     assert after.PatientID == before.PatientID and after.StudyInstanceUID == before.StudyInstanceUID
 
 
+def _cropped_copy(source: Path, out: Path, rows: int = 256, cols: int = 200) -> Path:
+    """A small crop of a real DICOM (in tmp, never in the repo): same header, fewer pixels."""
+    import pydicom
+
+    dataset = pydicom.dcmread(source)
+    pixels = dataset.pixel_array[:rows, :cols].copy()
+    dataset.Rows, dataset.Columns, dataset.PixelData = rows, cols, pixels.tobytes()
+    dataset.save_as(out)
+    return out
+
+
 def test_dicom_written_as_png_by_option(toy_model, realxray_dir, tmp_path):
-    """--output-format png gives a 16-bit PNG for the 15-bit CR."""
+    """--output-format png gives a 16-bit PNG for the 15-bit CR, still bright where tissue is dense."""
     from PIL import Image
 
-    assert cxr_sr(["upscale", "--model", str(toy_model), "-i", str(realxray_dir / "RG1_UNCR.dcm"),
-                   "-o", str(tmp_path), "--output-format", "png", "--no-progress"]) == 0
-    image = Image.open(tmp_path / "RG1_UNCR.png")
-    assert image.size == (4 * 1841, 4 * 1955) and image.mode.startswith("I")
+    import pydicom
+
+    source = _cropped_copy(realxray_dir / "RG1_UNCR.dcm", tmp_path / "rg1_crop.dcm")
+    assert cxr_sr(["upscale", "--model", str(toy_model), "-i", str(source), "-o", str(tmp_path / "out"),
+                   "--output-format", "png", "--no-progress"]) == 0
+    image = np.asarray(Image.open(tmp_path / "out" / "rg1_crop.png"), np.float64)
+    assert image.shape == (4 * 256, 4 * 200) and image.max() > 255
+    stored = pydicom.dcmread(source).pixel_array.astype(np.float64)
+    # MONOCHROME1: PNG (display sense, 1 = bright) must anti-correlate with the stored values
+    down = image.reshape(256, 4, 200, 4).mean(axis=(1, 3))
+    assert np.corrcoef(down.ravel(), stored.ravel())[0, 1] < -0.99
