@@ -132,3 +132,23 @@ def test_slurm_script_checkpoints_and_requeues_on_the_time_limit_signal(tmp_path
     assert {"rank0.pt", "rank1.pt"} <= {p.name for p in folder.iterdir()}
     assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
     assert sys.executable in script.read_text()
+
+
+@pytest.mark.slow
+def test_sigterm_to_cxr_sr_launch_reaches_the_trainers_and_leaves_a_checkpoint(tmp_path):
+    """SIGTERM to `cxr-sr launch` (e.g. from a scheduler that only knows that process) goes on to
+    torchrun and from it to both trainers, which write a checkpoint before exiting."""
+    images = write_tiny_images(tmp_path / "images")
+    out = tmp_path / "run"
+    log = tmp_path / "log.txt"
+    train = tiny_args(images, out, "train.pretrain_steps=100", "train.gan_steps=100", "train.ckpt_every=1000")
+    job = start([sys.executable, "-m", "launch", "launch", "--launcher", "torchrun", "--nproc", "2", *train], log)
+    try:
+        wait_for(lambda: "step 3/200" in log.read_text(errors="replace"), 180, "step 3", log)
+        job.send_signal(signal.SIGTERM)
+        job.wait(timeout=120)
+    finally:
+        kill_tree(job)
+    assert "stopped by a signal" in log.read_text(errors="replace"), tail(log)
+    step = load_file(latest_checkpoint(out) / "trainer.pt")["step"]
+    assert 3 <= step < 200
