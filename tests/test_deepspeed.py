@@ -20,7 +20,7 @@ from benchmarks.train_bench import read_scalars
 from dist_train.backends.deepspeed_config import deepspeed_config
 from dist_train.checkpoint import complete_checkpoints
 from dist_train.config import ConfigError, load_config
-from tests.dist_helpers import copy_run, free_port, run, tiny_args, torchrun, write_tiny_images
+from tests.dist_helpers import copy_run, free_port, process_env, run, tiny_args, torchrun, write_tiny_images
 
 READY_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "launch" / "configs").glob("ds_*.json"))
 
@@ -132,3 +132,18 @@ def test_other_zero_stages_train_the_gan_with_batchnorm_in_bf16(tmp_path, stage)
     assert sorted(losses["train/d_loss"]) == [2, 3]
     assert all(torch.isfinite(torch.tensor(v)) for v in losses["train/g_total"].values())
     assert complete_checkpoints(out)[-1].name == "step_00000003"
+
+
+@pytest.mark.slow
+def test_nan_on_one_rank_skips_the_update_of_both_zero2_engines(tmp_path):
+    """A NaN generator loss on rank 1 only: both ranks must skip G's engine step together (ZeRO-2
+    reduces gradients inside backward, so a rank that went ahead alone would hang the other)."""
+    images = write_tiny_images(tmp_path / "images")
+    out = tmp_path / "run"
+    args = tiny_args(images, out, "train.pretrain_steps=2", "train.gan_steps=3", "train.precision=bf16",
+                     "dist.backend=deepspeed", "dist.zero_stage=2")
+    run(torchrun(2, args, script="fault_train.py"), tmp_path / "log.txt", env=process_env(CXR_SR_TEST_NAN="1:2,3"))
+    scalars = read_scalars(out)
+    assert scalars["train/bad_steps"] == {2: 1.0, 3: 2.0}
+    assert sorted(scalars["train/d_loss"]) == [3, 4, 5]  # D kept training: only G's update was skipped
+    assert complete_checkpoints(out)[-1].name == "step_00000005"
