@@ -81,6 +81,15 @@ def test_launch_cli_rejects_a_bad_training_config_before_starting(capsys):
     assert "train.nonsense" in capsys.readouterr().err
 
 
+def test_launch_cli_writes_the_slurm_script_into_the_run_folder(tmp_path, capsys):
+    out = tmp_path / "runs" / "big"
+    assert cxr_sr(["launch", "--launcher", "slurm", "--preset", "multi_node", "--nnodes", "3",
+                   f"train.out_dir={out}"]) == 0
+    script = out / "slurm_train.sh"
+    assert os.access(script, os.X_OK) and "#SBATCH --nodes=3" in script.read_text()
+    assert f"sbatch {script}" in capsys.readouterr().err
+
+
 STUB_SRUN = """#!/bin/bash
 # Stand-in for srun on one node: drop srun's own options, run the task.
 while [[ "$1" == --* ]]; do shift; done
