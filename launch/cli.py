@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("benchmarks.cli", "benchmarks: throughput and quality against bicubic, loader, training"),
     "prep": ("data_prep.cli", "download, shard, verify and synthesise chest X-ray datasets"),
     "launch": ("launch.launcher_command", "run training under torchrun/deepspeed, or write a SLURM batch script"),
+    "app": ("launch.app_command", "the Streamlit demo app: upload an X-ray, compare LR, bicubic and SR"),
     "demo": ("launch.demo_command", "the whole pipeline end to end on CPU (synth, shard, train, export, bench, report)"),
 }
 

@@ -67,8 +67,9 @@ class StepContext:
                     print(f"    {line.rstrip()}", file=self.console, flush=True)
             code = process.wait()
         if code != 0:
-            raise StepFailed(self.name, self.log_path, f"`{Path(argv[0]).name} {' '.join(argv[1:3])} ...` "
-                             f"exited with {code} ({last[:200]})")
+            shown = ["cxr-sr", *argv[3:5]] if argv[1:3] == ["-m", "launch"] else [Path(argv[0]).name, *argv[1:3]]
+            raise StepFailed(self.name, self.log_path, f"`{' '.join(shown)} ...` exited with {code}"
+                             + (f" ({last[:200]})" if last else ""))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,190 @@
+"""What the app computes, without Streamlit: decode an upload, restore it, measure, encode results.
+
+Kept apart from the page so that it can be tested directly and so that every failure a user can
+cause becomes an ``UploadError`` with a sentence for the page, never a traceback.
+"""
+from __future__ import annotations
+
+import io
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from data_prep.image_io import ImageDecodeError, sniff_format
+from dist_train.degradation import bicubic_upsample, downsample
+from dist_train.metrics import SSIM_WINDOW_PX, consistency_psnr, psnr_per_image, ssim_per_image
+from export.image_io import SourceImage, read_image
+from export.model_file import ExportedModel
+from export.tiling import upscale_tiled
+
+MAX_UPLOAD_BYTES = 100 * 2**20  # also Streamlit's server.maxUploadSize (see launch.app_command)
+MAX_HR_PIXELS = 40_000_000  # an upload treated as HR: 40 MP (a 6000 x 6600 film)
+MAX_LR_PIXELS = 2_000_000  # an upload upscaled as it is: 2 MP in, 32 MP out
+TILE_PX, OVERLAP_PX = 256, 16
+
+HR_MODE = "hr"  # the upload is a high-resolution original: downsample, restore, compare
+LR_MODE = "lr"  # the upload is the low-resolution input: restore it as it is
+
+
+class UploadError(ValueError):
+    """A problem with what the user uploaded; ``str()`` is a sentence for the page."""
+
+
+@dataclass
+class Comparison:
+    """One upload through the model: [0, 1] float arrays; HR only when there is a reference."""
+
+    source: SourceImage
+    lr: np.ndarray
+    bicubic: np.ndarray
+    sr: np.ndarray
+    hr: np.ndarray | None
+    scale: int
+    mode: str
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> figure -> value
+
+
+def _image_size(data: bytes, kind: str) -> tuple[int, int] | None:
+    """(width, height) from the header only, or None when the header does not say."""
+    try:
+        if kind == "dicom":
+            import pydicom
+
+            header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+            return int(header.Columns), int(header.Rows)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: we judge size ourselves
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                with Image.open(io.BytesIO(data)) as image:
+                    return image.size
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+    except Exception:  # an unreadable header: decoding below gives the precise message
+        return None
+
+
+def decode_upload(name: str, data: bytes, max_pixels: int) -> SourceImage:
+    """The uploaded bytes as a SourceImage, or UploadError saying what is wrong with them."""
+    if not data:
+        raise UploadError(f"'{name}' is empty (0 bytes): upload a PNG or DICOM chest X-ray.")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise UploadError(f"'{name}' is {len(data) / 2**20:.0f} MB; this demo takes files up to "
+                          f"{MAX_UPLOAD_BYTES // 2**20} MB.")
+    kind = sniff_format(data[:132])
+    size = _image_size(data, kind)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise UploadError(f"'{name}' is {size[0]} x {size[1]} px ({size[0] * size[1] / 1e6:.0f} megapixels), too large "
+                          f"for this demo (at most {max_pixels / 1e6:.0f} megapixels here). Crop or downsample it first.")
+    suffix = ".dcm" if kind == "dicom" else Path(name).suffix or ".img"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"upload{suffix}"
+        path.write_bytes(data)
+        try:
+            return read_image(path, max_pixels=max_pixels)
+        except ImageDecodeError as exc:
+            problem = exc.problem.replace(str(path), name)
+            raise UploadError(f"'{name}' could not be read as an X-ray: {problem}. "
+                              "Upload a PNG or DICOM image.") from None
+
+
+def upscale(model: ExportedModel, lr: np.ndarray) -> np.ndarray:
+    """The model's SR of one LR image, tile by tile so that memory stays bounded."""
+    height, width = lr.shape
+    if height <= TILE_PX and width <= TILE_PX:
+        return model(torch.from_numpy(lr)[None, None])[0, 0].numpy()
+    rows: list[np.ndarray] = []
+    upscale_tiled(lambda r, c: lr[r, c], height, width, model.scale, model,
+                  lambda block: rows.append(block.copy()),  # the block is a reused buffer
+                  tile_px=TILE_PX, overlap_px=OVERLAP_PX)
+    return np.clip(np.concatenate(rows), 0.0, 1.0)
+
+
+def _crop_to_scale(image: np.ndarray, scale: int) -> np.ndarray:
+    height, width = (n // scale * scale for n in image.shape)
+    return image[:height, :width]
+
+
+SSIM_TILE_PX = 256  # dist_train.metrics.ssim_per_image needs ~1.2 GB per 512 x 512 px (see ssim_tiled)
+
+
+def ssim_tiled(sr: torch.Tensor, hr: torch.Tensor, crop: int, tile_px: int = SSIM_TILE_PX) -> float:
+    """``ssim_per_image`` of one 1 x 1 x H x W pair, computed tile by tile with bounded memory.
+
+    ssim_per_image's convolution in float64 unfolds every 11 x 11 window (about 4.8 kB per pixel:
+    5 GB for 1024 x 1024, 17 GB for a whole radiograph). It averages the SSIM map over the valid
+    region (windows wholly inside the image), so tiles overlapping by one window minus one pixel
+    have valid regions that partition the whole image's: their means, weighted by valid area,
+    give exactly the whole-image figure.
+    """
+    half = SSIM_WINDOW_PX // 2
+    if crop:
+        sr, hr = sr[..., crop:-crop, crop:-crop], hr[..., crop:-crop, crop:-crop]
+    height, width = hr.shape[-2:]
+    total, area = 0.0, 0
+    for top in range(0, max(height - 2 * half, 1), tile_px):
+        for left in range(0, max(width - 2 * half, 1), tile_px):
+            window = (..., slice(top, min(top + tile_px + 2 * half, height)),
+                      slice(left, min(left + tile_px + 2 * half, width)))
+            tile_h, tile_w = hr[window].shape[-2:]
+            if tile_h <= 2 * half or tile_w <= 2 * half:
+                continue
+            valid = (tile_h - 2 * half) * (tile_w - 2 * half)
+            total += float(ssim_per_image(sr[window], hr[window], crop=0)[0]) * valid
+            area += valid
+    return total / max(area, 1)
+
+
+def measure(sr: np.ndarray, bicubic: np.ndarray, lr: np.ndarray, hr: np.ndarray | None,
+            scale: int) -> dict[str, dict[str, float]]:
+    """PSNR/SSIM against HR (when given) and the consistency figure, for the model and bicubic (§5)."""
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]
+
+    figures: dict[str, dict[str, float]] = {}
+    for method, output in (("model", sr), ("bicubic", bicubic)):
+        values = {"consistency_psnr_db": float(consistency_psnr(tensor(output), tensor(lr), scale)[0])}
+        if hr is not None:
+            values["psnr_db"] = float(psnr_per_image(tensor(output), tensor(hr), scale)[0])
+            values["ssim"] = ssim_tiled(tensor(output), tensor(hr), scale)
+        figures[method] = values
+    return figures
+
+
+def compare(model: ExportedModel, upload: SourceImage, mode: str, reference: SourceImage | None = None) -> Comparison:
+    """HR mode: downsample the upload, restore, compare with it. LR mode: restore the upload as it is,
+    and compare with ``reference`` when one is given (it must be exactly ``scale`` times larger)."""
+    scale = model.scale
+    if mode == HR_MODE:
+        hr = _crop_to_scale(upload.to_unit(), scale)
+        if min(hr.shape) < 8 * scale:
+            raise UploadError(f"'{upload.path.name}' is {upload.width} x {upload.height} px; treated as the "
+                              f"high-resolution original it needs at least {8 * scale} px per side.")
+        lr = downsample(torch.from_numpy(np.ascontiguousarray(hr))[None, None], scale)[0, 0].numpy()
+    else:
+        lr, hr = upload.to_unit(), None
+        if reference is not None:
+            hr = reference.to_unit()
+            if hr.shape != (scale * lr.shape[0], scale * lr.shape[1]):
+                raise UploadError(f"the high-resolution original is {hr.shape[1]} x {hr.shape[0]} px; for this "
+                                  f"{lr.shape[1]} x {lr.shape[0]} px input it must be exactly "
+                                  f"{scale * lr.shape[1]} x {scale * lr.shape[0]} px (x{scale}).")
+    bicubic = bicubic_upsample(torch.from_numpy(np.ascontiguousarray(lr))[None, None], scale).clamp(0, 1)[0, 0].numpy()
+    sr = upscale(model, lr)
+    return Comparison(upload, lr, bicubic, sr, hr, scale, mode, measure(sr, bicubic, lr, hr, scale))
+
+
+def png_bytes(comparison: Comparison) -> bytes:
+    """The SR as a grayscale PNG at the upload's bit depth (and, for DICOM, its value range)."""
+    buffer = io.BytesIO()
+    Image.fromarray(comparison.source.from_unit(comparison.sr)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)
