@@ -102,7 +102,16 @@ def test_huge_20000_square_goes_through_tiling_in_bounded_memory(toy_model, tmp_
         head = png.read(33)
         assert struct.unpack(">II", head[16:24]) == (80_000, 80_000) and head[24] == 8
         first_row = _first_png_row(png, 80_000)
-    assert first_row.min() == first_row.max() == 128  # a flat image stays flat, seams included
+    # a flat input gives a flat row away from the corners (the top border is uniformly shifted
+    # by the toy model's zero-padded conv): a tile seam along it would break that
+    assert np.ptp(first_row[64:-64]) == 0
+    assert png_ends_with_iend(out_dir / "huge.png")
+
+
+def png_ends_with_iend(path: Path) -> bool:
+    with path.open("rb") as png:
+        png.seek(-12, 2)
+        return png.read(12)[4:8] == b"IEND"
 
 
 def _first_png_row(png, width: int) -> np.ndarray:
