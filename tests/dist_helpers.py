@@ -111,8 +111,27 @@ def worker_pids(launcher: subprocess.Popen, count: int, timeout_s: float = 60) -
     return children(launcher.pid)
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid``."""
+    found, todo = [], children(pid)
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children(current))
+    return found
+
+
 def kill_tree(process: subprocess.Popen) -> None:
-    """SIGKILL the whole session of a process started with ``start``."""
+    """SIGKILL a process started with ``start`` and everything below it.
+
+    torchrun starts each worker in a session of its own, so killing the launcher's session alone
+    would leave the workers running: they are found through /proc and killed one by one.
+    """
+    for pid in [*descendants(process.pid), process.pid]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
