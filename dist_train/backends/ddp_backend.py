@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from dist_train.backends.base import NETS, TrainBackend
+from dist_train.checkpoint import CheckpointError, load_file
 from dist_train.optim import build_optimizer, build_scheduler
 
 STATE_FILE = "networks.pt"
@@ -70,13 +71,16 @@ class DDPBackend(TrainBackend):
         torch.save(state, folder / STATE_FILE)
 
     def load(self, folder: Path) -> None:
-        state = torch.load(folder / STATE_FILE, map_location=self.env.device, weights_only=False)
+        if not (folder / STATE_FILE).is_file():
+            raise CheckpointError(f"{folder / STATE_FILE}: missing; this checkpoint was not written by "
+                                  "dist.backend=ddp (resume with the backend that wrote it)")
+        state = load_file(folder / STATE_FILE, set(NETS), map_location=self.env.device)
         for net in NETS:
             part = state[net]
             self.modules[net].load_state_dict(part["module"])
             self.optimizers[net].load_state_dict(part["optimizer"])
             self.schedulers[net].load_state_dict(part["scheduler"])
             if (part["scaler"] is None) != (self.scalers[net] is None):
-                raise RuntimeError(f"{folder / STATE_FILE}: saved with another train.precision; resume with the same one")
+                raise CheckpointError(f"{folder / STATE_FILE}: saved with another train.precision; resume with the same one")
             if self.scalers[net] is not None:
                 self.scalers[net].load_state_dict(part["scaler"])

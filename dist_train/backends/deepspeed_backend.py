@@ -26,6 +26,7 @@ from torch import nn
 from dist_train import distributed
 from dist_train.backends.base import NETS, TrainBackend
 from dist_train.backends.deepspeed_config import deepspeed_config
+from dist_train.checkpoint import CheckpointError
 from dist_train.config import ConfigError
 from dist_train.optim import build_optimizer, build_scheduler
 
@@ -87,9 +88,9 @@ class DeepSpeedBackend(TrainBackend):
     def load(self, folder: Path) -> None:
         for net in NETS:
             if not (folder / engine_tag(net)).is_dir():
-                raise FileNotFoundError(f"{folder / engine_tag(net)}: missing; this checkpoint was not written "
+                raise CheckpointError(f"{folder / engine_tag(net)}: missing; this checkpoint was not written "
                                         "by dist.backend=deepspeed (resume with the backend that wrote it)")
             path, _ = self.engines[net].load_checkpoint(str(folder), tag=engine_tag(net),
                                                         load_optimizer_states=True, load_lr_scheduler_states=True)
             if path is None:
-                raise FileNotFoundError(f"{folder / engine_tag(net)}: DeepSpeed could not load this engine")
+                raise CheckpointError(f"{folder / engine_tag(net)}: DeepSpeed could not load this engine")
