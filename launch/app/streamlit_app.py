@@ -43,10 +43,36 @@ def model_choices(default: Path | None) -> list[str]:
     return unique
 
 
+def sidebar_model(st, default: Path | None):
+    """The model chosen in the sidebar, or None (with a message saying what to do)."""
+    from export.model_file import ModelFileError, describe, load_exported
+
+    @st.cache_resource(show_spinner="loading the model")  # one load per file version, across reruns
+    def _load_model(path: str, mtime: float):
+        return load_exported(Path(path))
+
+    with st.sidebar:
+        st.header("Model")
+        choices = model_choices(default)
+        chosen = st.selectbox("TorchScript model", choices + ["another path..."], index=0) if choices else None
+        if chosen in (None, "another path..."):
+            chosen = st.text_input("Path of a TorchScript file from `cxr-sr export`", value="")
+        if not chosen:
+            st.warning("No model yet: run `cxr-sr demo` (it exports runs/demo/model/cxr_sr_x4.pt), "
+                       "or give the path of a `cxr-sr export` file.")
+            return None
+        try:
+            model = _load_model(chosen, Path(chosen).stat().st_mtime if Path(chosen).exists() else 0.0)
+        except ModelFileError as exc:
+            st.error(f"This model cannot be used: {exc}")
+            return None
+        st.caption(describe(model))
+        return model
+
+
 def main() -> None:
     import streamlit as st
 
-    from export.model_file import ModelFileError, describe, load_exported
     from launch.app import processing
     from launch.app.processing import HR_MODE, LR_MODE, UploadError
 
@@ -54,26 +80,9 @@ def main() -> None:
     st.title("cxr-sr: 4x super-resolution of chest X-rays")
     args = _arguments()
 
-    @st.cache_resource(show_spinner="loading the model")
-    def cached_model(path: str, mtime: float):
-        return load_exported(Path(path))
-
-    with st.sidebar:
-        st.header("Model")
-        choices = model_choices(args.model)
-        chosen = st.selectbox("TorchScript model", choices + ["another path..."], index=0) if choices else None
-        if chosen in (None, "another path..."):
-            chosen = st.text_input("Path of a TorchScript file from `cxr-sr export`", value="")
-        if not chosen:
-            st.warning("No model yet: run `cxr-sr demo` (it exports runs/demo/model/cxr_sr_x4.pt), "
-                       "or give the path of a `cxr-sr export` file.")
-            return
-        try:
-            model = cached_model(chosen, Path(chosen).stat().st_mtime if Path(chosen).exists() else 0.0)
-        except ModelFileError as exc:
-            st.error(f"This model cannot be used: {exc}")
-            return
-        st.caption(describe(model))
+    model = sidebar_model(st, args.model)
+    if model is None:
+        return
 
     mode = st.radio("What is your upload?", (HR_MODE, LR_MODE), horizontal=True, format_func=lambda m: {
         HR_MODE: "a high-resolution original (downsample it 4x, upscale, compare)",

@@ -6,7 +6,6 @@ would type after `cxr-sr`) or its library functions; nothing here re-implements 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,9 +75,37 @@ def cxr_sr(*args: str) -> list[str]:
 
 def build_steps(settings: DemoSettings, paths: DemoPaths) -> list[Step]:
     """The ordered list of steps for these settings."""
-    s, p = settings, paths
+    return DemoPipeline(settings, paths).steps()
 
-    def data(ctx: StepContext) -> None:
+
+class DemoPipeline:
+    """The demo's steps as methods sharing the settings and paths; ``steps()`` lists them in order."""
+
+    def __init__(self, settings: DemoSettings, paths: DemoPaths):
+        self.s, self.p = settings, paths
+
+    def steps(self) -> list[Step]:
+        s, p = self.s, self.p
+        return [
+            Step("data", "synthetic chest phantoms (prep synth)" if not s.images else "your images", self.data),
+            Step("shard", "patient-disjoint WebDataset shards with DALI indexes (prep shard)", self.shard),
+            Step("verify", "re-check the shards against their manifest (prep verify)", self.verify),
+            Step("holdback", "take the test split out of the shards for the benchmarks", self.holdback),
+            Step("train", f"SRGAN, {s.nproc} processes via the launcher (PSNR phase, then GAN phase)", self.train),
+            Step("export", "TorchScript generator with parity check (export)", self.export),
+            Step("cpp", "run the model once through the C++ example, if built", self.cpp),
+            Step("quality-holdback", "PSNR/SSIM/consistency vs bicubic on held-back images (bench quality)",
+                 lambda ctx: self.quality(ctx, "holdback")),
+            Step("quality-radiograph", f"the same on a real radiograph, {RADIOGRAPH_NAME} via pydicom (bench quality)",
+                 lambda ctx: self.quality(ctx, "radiograph")),
+            Step("throughput", f"images/s of the model vs bicubic, {s.throughput_lr_px} px in (bench throughput)",
+                 self.throughput),
+            Step("figures", "crops, error maps, loss curves, throughput and consistency figures", self.figures),
+            Step("report", f"summary table and {p.report.name}", self.report),
+        ]
+
+    def data(self, ctx: StepContext) -> None:
+        s, p = self.s, self.p
         if s.images:
             ctx.say(f"using your images in {s.images} (no synthesis)")
             ctx.results["source"] = s.images
@@ -88,24 +115,25 @@ def build_steps(settings: DemoSettings, paths: DemoPaths) -> list[Step]:
                 echo=r"synthetic")
         ctx.results["source"] = str(p.synth)
 
-    def shard(ctx: StepContext) -> None:
-        source = s.images or str(p.synth)
-        ctx.run(cxr_sr("prep", "shard", "--source", source, "--out", str(p.shards), "--quiet",
-                       "--workers", "2", "--samples-per-shard", "200"), echo=r"images /")
+    def shard(self, ctx: StepContext) -> None:
+        ctx.run(cxr_sr("prep", "shard", "--source", self.s.images or str(self.p.synth), "--out", str(self.p.shards),
+                       "--quiet", "--workers", "2", "--samples-per-shard", "200"), echo=r"images /")
 
-    def verify(ctx: StepContext) -> None:
-        ctx.run(cxr_sr("prep", "verify", str(p.shards)), echo=r"ok;|problem")
+    def verify(self, ctx: StepContext) -> None:
+        ctx.run(cxr_sr("prep", "verify", str(self.p.shards)), echo=r"ok;|problem")
 
-    def holdback(ctx: StepContext) -> None:
+    def holdback(self, ctx: StepContext) -> None:
         from launch.demo.holdback import extract_test_split
 
-        written = extract_test_split(p.shards, p.holdback, s.holdback_max)
-        ctx.say(f"{len(written)} test-split images (patients never trained on) -> {p.holdback}")
+        written = extract_test_split(self.p.shards, self.p.holdback, self.s.holdback_max)
+        ctx.say(f"{len(written)} test-split images (patients never trained on) -> {self.p.holdback}")
         ctx.results["images"] = [str(w) for w in written]
 
-    def train(ctx: StepContext) -> None:
+    def train(self, ctx: StepContext) -> None:
+        s, p = self.s, self.p
         ctx.say(f"{s.nproc} processes (torchrun, DDP over gloo), DALI CPU loader; "
                 f"{s.pretrain_steps} PSNR steps then {s.gan_steps} GAN steps; tensorboard in {p.run / 'tensorboard'}")
+        # --resume: an interrupted demo continues from the newest complete checkpoint
         ctx.run(cxr_sr("launch", "--launcher", "torchrun", "--nproc", str(s.nproc), "--config", "tiny_cpu",
                        "--resume", "data.backend=dali", f"data.shards={p.shards}", f"train.out_dir={p.run}",
                        f"data.patch_px={s.patch_px}", f"data.batch_size={s.batch_size}",
@@ -115,12 +143,13 @@ def build_steps(settings: DemoSettings, paths: DemoPaths) -> list[Step]:
                        f"train.ema_decay={s.ema_decay}"),
                 echo=r"^step \d+/\d+|val: PSNR|resumed from|^done:")
 
-    def export(ctx: StepContext) -> None:
+    def export(self, ctx: StepContext) -> None:
+        p = self.p
         p.model.parent.mkdir(parents=True, exist_ok=True)
         ctx.run(cxr_sr("export", "--run", str(p.run), "--out", str(p.model), "--parity-images", str(p.holdback)),
                 echo=r"torchscript")
 
-    def cpp(ctx: StepContext) -> None:
+    def cpp(self, ctx: StepContext) -> None:
         from launch.demo.cpp import BUILD_HINT, find_binary
 
         binary = find_binary()
@@ -128,57 +157,39 @@ def build_steps(settings: DemoSettings, paths: DemoPaths) -> list[Step]:
             ctx.say(f"C++ example not built: skipped (build it with `{BUILD_HINT}`, then re-run the demo)")
             ctx.results["skipped"] = f"not built ({BUILD_HINT})"
             return
-        ctx.results.update(_run_cpp_once(binary, p))
+        ctx.results.update(_run_cpp_once(binary, self.p))
         ctx.say(f"{binary} upscaled {ctx.results['size']} px; max difference to Python "
                 f"{ctx.results['max_abs_diff_levels']} gray levels")
 
-    def quality(dataset: str) -> Callable[[StepContext], None]:
-        def action(ctx: StepContext) -> None:
-            images, crop = ((str(p.holdback), s.holdback_crop_px) if dataset == "holdback"
-                            else (str(radiograph_path()), s.dicom_crop_px))
-            stem = p.bench / f"quality_{dataset}"
-            ctx.run(cxr_sr("bench", "quality", "--model", str(p.model), "-i", images, "--crop-px", str(crop),
-                           "--json", f"{stem}.json", "--markdown", f"{stem}.md", "--figure", f"{stem}.png"),
-                    echo=r"^\| (model|bicubic|lanczos) ")
-            ctx.results["json"] = f"{stem}.json"
-        return action
+    def quality(self, ctx: StepContext, dataset: str) -> None:
+        s, p = self.s, self.p
+        images, crop = ((str(p.holdback), s.holdback_crop_px) if dataset == "holdback"
+                        else (str(radiograph_path()), s.dicom_crop_px))
+        stem = p.bench / f"quality_{dataset}"
+        ctx.run(cxr_sr("bench", "quality", "--model", str(p.model), "-i", images, "--crop-px", str(crop),
+                       "--json", f"{stem}.json", "--markdown", f"{stem}.md", "--figure", f"{stem}.png"),
+                echo=r"^\| (model|bicubic|lanczos) ")
+        ctx.results["json"] = f"{stem}.json"
 
-    def throughput(ctx: StepContext) -> None:
+    def throughput(self, ctx: StepContext) -> None:
+        s, p = self.s, self.p
         ctx.run(cxr_sr("bench", "throughput", "--model", str(p.model), "--device", "cpu",
                        "--methods", "torchscript,eager,bicubic_torch,bicubic_pil", "--batch-sizes", "1",
                        "--lr-px", str(s.throughput_lr_px), "--warmup", "2", "--repeats", str(s.throughput_repeats),
                        "--json", str(p.bench / "throughput.json"), "--markdown", str(p.bench / "throughput.md")),
                 echo=r"^\| (torchscript|eager|bicubic_torch|bicubic_pil)")
 
-    def figures(ctx: StepContext) -> None:
+    def figures(self, ctx: StepContext) -> None:
         from launch.demo.report import write_figures
 
-        written = write_figures(s, p, radiograph_path())
+        written = write_figures(self.s, self.p, radiograph_path())
         ctx.results["figures"] = {name: str(path) for name, path in written.items()}
-        ctx.say(f"{len(written)} figures -> {p.figures}")
+        ctx.say(f"{len(written)} figures -> {self.p.figures}")
 
-    def report(ctx: StepContext) -> None:
+    def report(self, ctx: StepContext) -> None:
         from launch.demo.report import write_report
 
-        ctx.results["report"] = str(write_report(s, p))
-
-    return [
-        Step("data", "synthetic chest phantoms (prep synth)" if not s.images else "your images", data),
-        Step("shard", "patient-disjoint WebDataset shards with DALI indexes (prep shard)", shard),
-        Step("verify", "re-check the shards against their manifest (prep verify)", verify),
-        Step("holdback", "take the test split out of the shards for the benchmarks", holdback),
-        Step("train", f"SRGAN, {s.nproc} processes via the launcher (PSNR phase, then GAN phase)", train),
-        Step("export", "TorchScript generator with parity check (export)", export),
-        Step("cpp", "run the model once through the C++ example, if built", cpp),
-        Step("quality-holdback", "PSNR/SSIM/consistency vs bicubic on held-back images (bench quality)",
-             quality("holdback")),
-        Step("quality-radiograph", f"the same on a real radiograph, {RADIOGRAPH_NAME} via pydicom (bench quality)",
-             quality("radiograph")),
-        Step("throughput", f"images/s of the model vs bicubic, {s.throughput_lr_px} px in (bench throughput)",
-             throughput),
-        Step("figures", "crops, error maps, loss curves, throughput and consistency figures", figures),
-        Step("report", f"summary table and {p.report.name}", report),
-    ]
+        ctx.results["report"] = str(write_report(self.s, self.p))
 
 
 def _run_cpp_once(binary: Path, paths: DemoPaths) -> dict:

@@ -33,11 +33,15 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
     return [start + i * step for i in range(int(math.ceil((high - start) / step)) + 1)]
 
 
-def _label(value: float) -> str:
+def _label(value: float, step: float | None = None) -> str:
+    """A tick label with as many decimals as the tick spacing needs (34.36, not 34.4, for 0.02 steps)."""
     if value == 0:
         return "0"
-    if abs(value) >= 1000 or abs(value) < 0.01:
+    if abs(value) >= 1e5 or abs(value) < 1e-3:
         return f"{value:.1e}"
+    if step:
+        decimals = max(0, -math.floor(math.log10(step) + 1e-9))
+        return f"{value:.{decimals}f}"
     return f"{value:.3g}"
 
 
@@ -67,13 +71,15 @@ def line_chart(path: Path, series: dict[str, list[tuple[float, float]]], title: 
         return MARGIN_LEFT + fx * plot_w, MARGIN_TOP + (1 - fy) * plot_h
 
     _axes(draw, title, x_label, y_label, size)
+    y_step = None if log_y or len(y_ticks) < 2 else y_ticks[1] - y_ticks[0]
+    x_step = x_ticks[1] - x_ticks[0] if len(x_ticks) > 1 else None
     for tick in y_ticks:
         y_px = MARGIN_TOP + (1 - (tick - y_low) / ((y_high - y_low) or 1.0)) * plot_h
         draw.line([(MARGIN_LEFT, y_px), (width - MARGIN_RIGHT, y_px)], fill=(230, 230, 230))
-        draw.text((4, y_px - 7), _label(10 ** tick if log_y else tick), fill="black", font=font(11))
+        draw.text((4, y_px - 7), _label(10 ** tick if log_y else tick, y_step), fill="black", font=font(11))
     for tick in x_ticks:
         x_px = MARGIN_LEFT + (tick - x_low) / ((x_high - x_low) or 1.0) * plot_w
-        draw.text((x_px - 10, height - MARGIN_BOTTOM + 4), _label(tick), fill="black", font=font(11))
+        draw.text((x_px - 10, height - MARGIN_BOTTOM + 4), _label(tick, x_step), fill="black", font=font(11))
     for index, (name, values) in enumerate(series.items()):
         colour = COLOURS[index % len(COLOURS)]
         pixels = [to_pixel(x, y) for x, y in values if math.isfinite(y) and (y > 0 or not log_y)]

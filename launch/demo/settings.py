@@ -15,11 +15,11 @@ class DemoSettings:
     n_images: int = 40  # synthetic radiographs
     size_px: int = 1024  # their side: LR 256 -> HR 1024, the system's contract
     nproc: int = 2  # training processes (torchrun, DDP over gloo)
-    pretrain_steps: int = 300  # PSNR phase
-    gan_steps: int = 60  # GAN phase
+    pretrain_steps: int = 480  # PSNR phase
+    gan_steps: int = 120  # GAN phase
     patch_px: int = 64
     batch_size: int = 8  # per process
-    val_every: int = 60
+    val_every: int = 80
     val_crop_px: int = 256
     ema_decay: float = 0.99  # short run: 0.999 would leave the EMA at the untrained (bicubic) weights
     holdback_max: int = 6  # test-split images benchmarked
