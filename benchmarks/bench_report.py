@@ -65,5 +65,11 @@ def emit(document: dict[str, Any], table: str, json_path: Path | None, markdown_
     if markdown_path is not None:
         markdown_path.parent.mkdir(parents=True, exist_ok=True)
         meta = document["header"]
-        markdown_path.write_text(f"Machine: {meta['machine']}\n\nDate: {meta['date']}\n\n"
+        markdown_path.write_text(f"Machine: {describe_machine(meta['machine'])}\n\nDate: {meta['date']}\n\n"
                                  f"Command: `{meta['command']}`\n\n{table}\n")
+
+
+def describe_machine(info: dict[str, Any]) -> str:
+    """One line: CPU and cores, GPU if any, torch version."""
+    gpu = f", GPU {info['gpu']} ({info['gpu_memory_gb']} GB)" if "gpu" in info else ", no GPU"
+    return f"{info['cpu']} ({info['cpu_cores']} cores){gpu}, torch {info['torch']}, Python {info['python']}"

@@ -1,7 +1,6 @@
 """Loading an exported model file (TorchScript or .pt2) for inference, with one-line errors."""
 from __future__ import annotations
 
-import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +74,3 @@ def describe(model: ExportedModel) -> str:
     version = model.meta.get("package_version", "unknown")
     return f"cxr-sr {version} x{model.scale} model {model.path.name}" + (f" (step {step})" if step is not None else "")
 
-
-def meta_json(model: ExportedModel) -> str:
-    return json.dumps(model.meta, sort_keys=True)
