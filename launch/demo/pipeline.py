@@ -5,6 +5,7 @@ would type after `cxr-sr`) or its library functions; nothing here re-implements 
 """
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,8 +117,16 @@ class DemoPipeline:
         ctx.results["source"] = str(p.synth)
 
     def shard(self, ctx: StepContext) -> None:
+        # val 0.2: small folders (--images) still give every training process a validation image
         ctx.run(cxr_sr("prep", "shard", "--source", self.s.images or str(self.p.synth), "--out", str(self.p.shards),
-                       "--quiet", "--workers", "2", "--samples-per-shard", "200"), echo=r"images /")
+                       "--quiet", "--workers", "2", "--samples-per-shard", "200", "--val-fraction", "0.2"),
+                echo=r"images /")
+        counts = json.loads((self.p.shards / "manifest.json").read_text())["counts"]
+        # dist_train's DALI validation reader fails when the val split has fewer images than ranks
+        if counts["val"] < self.s.nproc or counts["test"] < 1 or counts["train"] < 1:
+            raise ValueError(f"the shards have {counts['train']} train, {counts['val']} val and {counts['test']} "
+                             f"test images; the demo needs at least 1, {self.s.nproc} (one per training process) "
+                             "and 1: give a folder with more patients")
 
     def verify(self, ctx: StepContext) -> None:
         ctx.run(cxr_sr("prep", "verify", str(self.p.shards)), echo=r"ok;|problem")

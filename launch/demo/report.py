@@ -85,15 +85,18 @@ def summary_table(paths: DemoPaths) -> str:
     return markdown_table(columns, rows)
 
 
-def _markers(paths: DemoPaths) -> dict[str, dict[str, Any]]:
+def _markers(settings: DemoSettings, paths: DemoPaths) -> dict[str, dict[str, Any]]:
+    """The completion markers of the steps, in pipeline order."""
+    from launch.demo.pipeline import build_steps
+
     folder = paths.out / ".demo" / "steps"
-    records = {p.stem: _read(p) for p in folder.glob("*.json")}
-    return dict(sorted(records.items(), key=lambda item: item[1].get("finished", "")))
+    names = [step.name for step in build_steps(settings, paths)]
+    return {name: _read(folder / f"{name}.json") for name in names if (folder / f"{name}.json").exists()}
 
 
 def write_report(settings: DemoSettings, paths: DemoPaths) -> Path:
     """``report.md``: the table, the figures and where everything is; written atomically."""
-    markers = _markers(paths)
+    markers = _markers(settings, paths)
     figures = {name: Path(path) for name, path in markers.get("figures", {}).get("results", {}).get("figures", {}).items()}
     relative = {name: path.relative_to(paths.out) for name, path in figures.items()}
     cpp = markers.get("cpp", {}).get("results", {})
@@ -171,6 +174,6 @@ Tensorboard: `tensorboard --logdir {paths.run / 'tensorboard'}`; validation rows
 
 
 def markers_table(markers: dict[str, dict[str, Any]]) -> str:
-    """Seconds per step, in the order they finished."""
+    """Seconds per step."""
     rows = [[name, record.get("seconds"), record.get("finished")] for name, record in markers.items()]
     return markdown_table(["step", "seconds", "finished (UTC)"], rows)

@@ -57,19 +57,22 @@ class StepContext:
             log.flush()
             process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                        bufsize=1, env={**os.environ, **(env or {})})
-            last = ""
+            last, last_error = "", ""
             assert process.stdout is not None
             for line in process.stdout:
                 log.write(line)
-                if line.strip():
+                if re.search(r"[A-Za-z0-9]", line):  # not a ===== rule
                     last = line.strip()
+                if re.search(r"\b\w*(Error|error)\b:", line):
+                    last_error = line.strip()
                 if pattern is not None and pattern.search(line):
                     print(f"    {line.rstrip()}", file=self.console, flush=True)
             code = process.wait()
         if code != 0:
             shown = ["cxr-sr", *argv[3:5]] if argv[1:3] == ["-m", "launch"] else [Path(argv[0]).name, *argv[1:3]]
+            said = last_error or last
             raise StepFailed(self.name, self.log_path, f"`{' '.join(shown)} ...` exited with {code}"
-                             + (f" ({last[:200]})" if last else ""))
+                             + (f" ({said[:200]})" if said else ""))
 
 
 @dataclass(frozen=True)
