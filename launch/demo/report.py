@@ -105,6 +105,9 @@ def write_report(settings: DemoSettings, paths: DemoPaths) -> Path:
                 f"max difference to Python {cpp.get('max_abs_diff_levels')} gray levels")
     timings = markers_table(markers)
     throughput_md = (paths.bench / "throughput.md").read_text().split("\n\n", 3)[-1]
+    def crop(px: int) -> str:
+        return f"{px} px centre crops" if px else "whole images"
+
     source = settings.images or f"{settings.n_images} synthetic phantoms ({settings.size_px} px, `prep synth`)"
     text = f"""# cxr-sr demo report
 
@@ -114,8 +117,9 @@ CPU loader), {settings.pretrain_steps} PSNR-phase steps then {settings.gan_steps
 (tiny CPU model), EMA weights exported as TorchScript.
 Quality protocol: ../shared/CONTRACTS.md §5 (uint8, scale-wide border crop, per image then averaged);
 LR = antialiased bicubic downsampling of HR (§3). Held-back images: the test split, whose patients
-were never trained on. Real radiograph: `{RADIOGRAPH_NAME}` (pydicom-data, Philips CR PA chest,
-MONOCHROME1 15-bit, read through pydicom).
+were never trained on, as {crop(settings.holdback_crop_px)}. Real radiograph: `{RADIOGRAPH_NAME}`
+(pydicom-data, Philips CR PA chest, MONOCHROME1 15-bit, read through pydicom), as
+{crop(settings.dicom_crop_px)}.
 
 ## Summary
 
