@@ -29,6 +29,6 @@ def test_defaults_are_loopback_private_and_quiet():
 
 
 def test_model_is_passed_to_the_script_as_an_absolute_path(tmp_path):
-    """The script runs with another working directory, so the model path must be absolute."""
+    """The page shows the model by its path and lists it beside those under ./runs: one absolute path."""
     command = streamlit_command("127.0.0.1", 8600, Path("model.pt"))
     assert command[-3:] == ["--", "--model", str(Path("model.pt").resolve())]
