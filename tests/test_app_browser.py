@@ -225,13 +225,32 @@ def _viewer_images(driver) -> list[dict]:
         driver.switch_to.default_content()
 
 
+def _zoom_and_pan(driver) -> list[str]:
+    """Clicks 'zoom in' and drags the SR pane inside the viewer; returns the three images' transforms."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    frame = next(f for f in driver.find_elements(By.TAG_NAME, "iframe") if "cxr-viewer" in (f.get_attribute("srcdoc") or ""))
+    driver.switch_to.frame(frame)
+    try:
+        before = driver.execute_script("return Array.from(document.querySelectorAll('.pane img')).map(i => i.style.transform);")
+        driver.find_element(By.CSS_SELECTOR, "button[data-zoom='1.5']").click()
+        sr_pane = driver.find_element(By.CSS_SELECTOR, ".pane[data-name='sr']")
+        ActionChains(driver).move_to_element(sr_pane).click_and_hold().move_by_offset(40, 25).release().perform()
+        after = driver.execute_script("return Array.from(document.querySelectorAll('.pane img')).map(i => i.style.transform);")
+    finally:
+        driver.switch_to.default_content()
+    assert len(set(before)) == 1 and before[0] != after[0]
+    return after
+
+
 # ---- tests ----------------------------------------------------------------------------------
 def test_real_xray_upload_shows_three_linked_images_and_figures(browser, app_url, real_xray):
     """A real radiograph (DICOM crop of RG1_UNCR.dcm) treated as HR: downsampled, upscaled, compared.
 
     The three panes hold LR (128 px, shown x4), bicubic and SR (512 px) in one coordinate frame;
     the metrics table, the difference maps and both downloads appear; the page says that the
-    upload was treated as the original.
+    upload was treated as the original. Zooming and dragging one pane moves all three alike.
     """
     from selenium.webdriver.common.by import By
 
@@ -252,6 +271,9 @@ def test_real_xray_upload_shows_three_linked_images_and_figures(browser, app_url
     assert len(figures) == 2  # |SR - bicubic| and the blue/red map against the original
     _no_traceback(browser)
     browser.save_screenshot(str(ARTIFACTS / "app_real_xray.png"))
+    transforms = _zoom_and_pan(browser)
+    assert len(set(transforms)) == 1, f"the panes did not move together: {transforms}"
+    browser.save_screenshot(str(ARTIFACTS / "app_real_xray_zoomed.png"))
 
 
 def _png_bytes(image: Image.Image) -> bytes:
