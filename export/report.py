@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,22 @@ class ImageResult:
 FIELDS = list(ImageResult.__dataclass_fields__)
 
 
+def _json_safe(value: Any) -> Any:
+    """PSNR is infinite for identical images; strict JSON has no Infinity, so it becomes "inf"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def summary(results: list[ImageResult]) -> dict[str, Any]:
+    """Counts, and the mean consistency figure over images where it is finite."""
     ok = [r for r in results if r.status == "ok"]
-    figures = [r.consistency_psnr_db for r in ok if r.consistency_psnr_db is not None]
+    figures = [r.consistency_psnr_db for r in ok
+               if r.consistency_psnr_db is not None and math.isfinite(r.consistency_psnr_db)]
     return {"images": len(results), "ok": len(ok), "failed": len(results) - len(ok),
             "mean_consistency_psnr_db": sum(figures) / len(figures) if figures else None}
 
@@ -49,4 +63,4 @@ def write_report(path: Path, results: list[ImageResult], meta: dict[str, Any]) -
                 writer.writerow(row)
         return
     document = {"summary": summary(results), "model": meta, "images": [asdict(r) for r in results]}
-    path.write_text(json.dumps(document, indent=2, default=str))
+    path.write_text(json.dumps(_json_safe(document), indent=2, default=str, allow_nan=False))
