@@ -94,24 +94,20 @@ def _markers(settings: DemoSettings, paths: DemoPaths) -> dict[str, dict[str, An
     return {name: _read(folder / f"{name}.json") for name in names if (folder / f"{name}.json").exists()}
 
 
-def write_report(settings: DemoSettings, paths: DemoPaths) -> Path:
-    """``report.md``: the table, the figures and where everything is; written atomically."""
-    markers = _markers(settings, paths)
-    figures = {name: Path(path) for name, path in markers.get("figures", {}).get("results", {}).get("figures", {}).items()}
-    relative = {name: path.relative_to(paths.out) for name, path in figures.items()}
-    cpp = markers.get("cpp", {}).get("results", {})
-    cpp_line = (f"skipped: {cpp['skipped']}" if "skipped" in cpp else
-                f"`{cpp.get('binary')}` upscaled a held-back LR image to {cpp.get('size')} px; "
-                f"max difference to Python {cpp.get('max_abs_diff_levels')} gray levels")
-    timings = markers_table(markers)
-    throughput_md = (paths.bench / "throughput.md").read_text().split("\n\n", 3)[-1]
+def _cpp_line(cpp: dict[str, Any]) -> str:
+    if "skipped" in cpp:
+        return f"skipped: {cpp['skipped']}"
+    return (f"`{cpp.get('binary')}` upscaled a held-back LR image to {cpp.get('size')} px; "
+            f"max difference to Python {cpp.get('max_abs_diff_levels')} gray levels")
+
+
+def _introduction(settings: DemoSettings, paths: DemoPaths) -> str:
+    """What was run: data, training, protocol, the two benchmark sets."""
     def crop(px: int) -> str:
         return f"{px} px centre crops" if px else "whole images"
 
     source = settings.images or f"{settings.n_images} synthetic phantoms ({settings.size_px} px, `prep synth`)"
-    text = f"""# cxr-sr demo report
-
-Data: {source}, sharded into patient-disjoint train/val/test splits (`{paths.shards.name}/`).
+    return f"""Data: {source}, sharded into patient-disjoint train/val/test splits (`{paths.shards.name}/`).
 Training: {settings.nproc} processes through `cxr-sr launch --launcher torchrun` (DDP over gloo, DALI
 CPU loader), {settings.pretrain_steps} PSNR-phase steps then {settings.gan_steps} GAN-phase steps
 (tiny CPU model), EMA weights exported as TorchScript.
@@ -119,7 +115,20 @@ Quality protocol: ../shared/CONTRACTS.md §5 (uint8, scale-wide border crop, per
 LR = antialiased bicubic downsampling of HR (§3). Held-back images: the test split, whose patients
 were never trained on, as {crop(settings.holdback_crop_px)}. Real radiograph: `{RADIOGRAPH_NAME}`
 (pydicom-data, Philips CR PA chest, MONOCHROME1 15-bit, read through pydicom), as
-{crop(settings.dicom_crop_px)}.
+{crop(settings.dicom_crop_px)}."""
+
+
+def write_report(settings: DemoSettings, paths: DemoPaths) -> Path:
+    """``report.md``: the table, the figures and where everything is; written atomically."""
+    markers = _markers(settings, paths)
+    figures = {name: Path(path) for name, path in markers.get("figures", {}).get("results", {}).get("figures", {}).items()}
+    relative = {name: path.relative_to(paths.out) for name, path in figures.items()}
+    cpp_line = _cpp_line(markers.get("cpp", {}).get("results", {}))
+    timings = markers_table(markers)
+    throughput_md = (paths.bench / "throughput.md").read_text().split("\n\n", 3)[-1]
+    text = f"""# cxr-sr demo report
+
+{_introduction(settings, paths)}
 
 ## Summary
 
