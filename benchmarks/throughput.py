@@ -49,6 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=None, help="untimed calls (default 10 GPU, 3 CPU: TorchScript optimises on its first calls)")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls (default 30 GPU, 3 CPU)")
     parser.add_argument("--methods", default="torchscript,eager,pt2,bicubic_torch,bicubic_pil,bicubic_opencv")
+    parser.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
+                        help="NHWC memory format for the models (auto: on for GPU, where convs want it)")
     parser.add_argument("--features", type=int, help="default generator only: override its width")
     parser.add_argument("--blocks", type=int, help="default generator only: override its depth")
     parser.add_argument("--json", type=Path, help="write JSON here instead of stdout")
@@ -58,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 # ---- the methods ----
-def _models(args: argparse.Namespace, device, dtype) -> dict[str, Callable]:
+def _models(args: argparse.Namespace, device, dtype, channels_last: bool = False) -> dict[str, Callable]:
     """name -> callable(batch on device) for the model methods that were asked for and exist."""
     import torch
 
@@ -85,10 +87,11 @@ def _models(args: argparse.Namespace, device, dtype) -> dict[str, Callable]:
         scripted = script_generator(eager, config.scale)
     wanted = args.methods.split(",")
     models: dict[str, Callable] = {}
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     if "torchscript" in wanted:
-        models["torchscript"] = scripted.to(device, dtype).eval()
+        models["torchscript"] = scripted.to(device, dtype, memory_format=memory_format).eval()
     if "eager" in wanted and eager is not None:
-        models["eager"] = ClampedGenerator(eager, config.scale).to(device, dtype).eval()
+        models["eager"] = ClampedGenerator(eager, config.scale).to(device, dtype, memory_format=memory_format).eval()
     if "pt2" in wanted and args.pt2 is not None:
         from export.pt2 import load_pt2
 
@@ -181,7 +184,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     batches = [int(b) for b in (args.batch_sizes or ("1,8,32,64,128" if on_gpu else "1,2")).split(",")]
     warmup = args.warmup if args.warmup is not None else (10 if on_gpu else 3)
     repeats = args.repeats if args.repeats is not None else (30 if on_gpu else 3)
-    models = _models(args, device, dtype)
+    channels_last = args.channels_last == "on" or (args.channels_last == "auto" and on_gpu)
+    if on_gpu:  # scoped to this benchmark run: pick the fastest conv algorithms for these shapes
+        torch.backends.cudnn.benchmark = True
+    models = _models(args, device, dtype, channels_last)
     scale = 4
     wanted = args.methods.split(",")
     baselines = _bicubic(wanted, scale)
@@ -195,6 +201,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         for name, model in models.items():
             # the .pt2 package is compiled for float32 inputs; the others run in `dtype`
             x = lr_device if name == "pt2" else lr_device.to(dtype)
+            if channels_last and name != "pt2":
+                x = x.contiguous(memory_format=torch.channels_last)
             results.append(measure(name, lambda m=model, x=x: m(x), batch, out_pixels, device, warmup, repeats))
         for name, (call, kind) in baselines.items():
             if kind == "tensor":
@@ -210,6 +218,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     ratios = {f"{model}/{baseline}": best[model].images_per_s / best[baseline].images_per_s
               for model in models if model in best for baseline in baselines if baseline in best}
     return {"settings": {"device": str(device), "dtype": str(dtype).replace("torch.", ""), "lr_px": args.lr_px,
+                         "channels_last": channels_last,
                          "out_px": scale * args.lr_px, "batch_sizes": batches, "warmup": warmup,
                          "repeats": repeats, "model": str(args.model) if args.model else "default generator"},
             "results": [asdict(m) for m in results],
