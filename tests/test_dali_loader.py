@@ -173,3 +173,25 @@ def test_sample_without_png_fails_loudly(tmp_path):
     cfg = tiny_config(tmp_path, "dali", batch_size=2)
     with pytest.raises(RuntimeError, match="sample"):  # DALI: "Underful sample detected ..."
         DaliTrainLoader(cfg, 0, 1, CPU, split=split).next_batch()
+
+
+def test_validation_split_smaller_than_the_world(tmp_path):
+    """DALI refuses more shards than samples; one val image under three ranks must still reach
+    the rank the sampling plan gives it, and the others nothing, instead of an exception
+    (found by the demo)."""
+    import webdataset as wds
+
+    from dist_train.data.shards_dali import DaliValLoader
+    tar = tmp_path / "val-000000.tar"
+    png = io.BytesIO()
+    Image.fromarray(np.full((64, 64), 100, np.uint8)).save(png, format="PNG")
+    with wds.TarWriter(str(tar)) as writer:
+        writer.write({"__key__": "only", "png": png.getvalue(), "json": b"{}"})
+    index = tar.with_suffix(".idx")
+    subprocess.run([str(Path(sys.executable).with_name("wds2idx")), str(tar), str(index)], check=True,
+                   capture_output=True)
+    split = SplitShards("val", (Shard(tar, index, 1),))
+    cfg = tiny_config(tmp_path, "dali", val_crop_px=0)
+    seen = [len(list(DaliValLoader(cfg, rank, 3, CPU, split=split))) for rank in range(3)]
+    from dist_train.data import sampling
+    assert seen == [len(sampling.val_indices(1, rank, 3)) for rank in range(3)] and sum(seen) == 1

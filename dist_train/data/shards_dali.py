@@ -184,7 +184,8 @@ class DaliValLoader:
 
     Whole images come one per batch (their sizes differ); centre crops come in batches of
     ``data.batch_size``. Uncapped, the reader reads DALI's shard ``rank``; with
-    ``data.val_max_images`` below the split size every rank reads the split from its start and
+    ``data.val_max_images`` below the split size (or a split smaller than the world) every rank
+    reads the split from its start and
     skips to its part (at most ``val_max_images`` wasted decodes), so the evaluated images do not
     depend on the world size. A fresh pipeline per pass keeps every pass identical.
     """
@@ -198,9 +199,12 @@ class DaliValLoader:
         indices = sampling.val_indices(self._split.n_samples, rank, world_size,
                                        cfg.data.val_max_images)
         self._count = len(indices)
-        capped = 0 < cfg.data.val_max_images < self._split.n_samples
-        self._shard_id, self._num_shards = (0, 1) if capped else (rank, world_size)
-        self._skip = int(indices[0]) if capped and self._count else 0
+        # DALI refuses more shards than samples, so a split smaller than the world is read like
+        # a capped one: from its start, skipping to this rank's part (possibly empty).
+        from_start = (0 < cfg.data.val_max_images < self._split.n_samples
+                      or self._split.n_samples < world_size)
+        self._shard_id, self._num_shards = (0, 1) if from_start else (rank, world_size)
+        self._skip = int(indices[0]) if from_start and self._count else 0
         self._batch_size = cfg.data.batch_size if cfg.data.val_crop_px else 1
         self.keys: list[str] = []  # keys of the last pass, in order
 
@@ -209,6 +213,8 @@ class DaliValLoader:
 
     def _samples(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, str]]:
         """This rank's (lr, hr, key) one sample at a time, from a fresh pipeline."""
+        if self._count == 0:
+            return
         pipe = _val_pipeline(self._split, self._shard_id, self._num_shards,
                              self._cfg.data.val_crop_px, self._cfg.model.scale, self._op_device,
                              batch_size=self._batch_size,
