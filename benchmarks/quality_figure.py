@@ -9,7 +9,7 @@ CROP_PX = 192  # HR px shown per panel
 ERROR_GAIN = 8.0  # |SR - HR| is small: amplified so that 1/8 of full scale reads as white
 
 
-def _most_detailed_crop(hr: np.ndarray, size: int) -> tuple[int, int]:
+def most_detailed_crop(hr: np.ndarray, size: int) -> tuple[int, int]:
     """Top-left of the size x size window with the most gradient energy (where methods differ)."""
     gy, gx = np.gradient(hr)
     energy = gy ** 2 + gx ** 2
@@ -34,7 +34,7 @@ def write_figure(path: Path, kept: list[tuple]) -> None:
     draw = ImageDraw.Draw(canvas)
     for row, (name, hr, outputs) in enumerate(kept):
         hr_np = hr[0, 0].numpy()
-        top, left = _most_detailed_crop(hr_np, size)
+        top, left = most_detailed_crop(hr_np, size)
         window = (slice(top, top + size), slice(left, left + size))
         panels = [hr_np[window]] + [outputs[m][0, 0].numpy()[window] for m in methods]
         panels += [np.clip(np.abs(outputs[m][0, 0].numpy()[window] - hr_np[window]) * ERROR_GAIN, 0, 1)

@@ -14,7 +14,6 @@ import pytest
 import torch
 from PIL import Image
 
-from dist_train.metrics import ssim_per_image
 from export.image_io import SourceImage
 from launch.app import processing
 from launch.app.dicom_download import dicom_bytes
@@ -39,15 +38,6 @@ def _png(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-@pytest.mark.parametrize("shape, crop, tile_px", [((300, 260), 4, 256), ((517, 389), 4, 64), ((200, 330), 0, 100)])
-def test_tiled_ssim_equals_whole_image_ssim(shape, crop, tile_px):
-    """Tiles whose valid regions partition the image give the whole-image SSIM to float precision."""
-    generator = torch.Generator().manual_seed(0)
-    hr = torch.rand((1, 1, *shape), generator=generator)
-    sr = (hr + 0.1 * torch.rand((1, 1, *shape), generator=generator)).clamp(0, 1)
-    assert processing.ssim_tiled(sr, hr, crop, tile_px) == pytest.approx(float(ssim_per_image(sr, hr, crop)[0]), abs=1e-12)
 
 
 @pytest.mark.parametrize("name, data, expected", [

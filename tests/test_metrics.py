@@ -79,6 +79,15 @@ def test_bicubic_scores_in_the_expected_band_on_whole_real_xrays(realxray_dir):
     assert 35.0 < float(np.mean(scores)) < 41.0
 
 
+def test_tiled_ssim_equals_whole_image_ssim(real_pairs):
+    """Tiling only bounds memory: odd tile sizes give the single-tile figure to rounding."""
+    hr, _, bicubic = real_pairs[1]
+    hr, bicubic = hr[..., :200, :150], bicubic[..., :200, :150]
+    whole = ssim_per_image(bicubic, hr, crop=4, tile_px=1000)
+    for tile_px in (23, 37, 64):
+        torch.testing.assert_close(ssim_per_image(bicubic, hr, crop=4, tile_px=tile_px), whole, rtol=0, atol=1e-12)
+
+
 def test_psnr_is_averaged_per_image_not_over_pooled_mse():
     """One easy and one hard image: the per-image mean differs from the PSNR of the mean MSE."""
     hr = torch.full((2, 1, 16, 16), 100 / 255)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from data_prep.image_io import ImageDecodeError, sniff_format
 from dist_train.degradation import bicubic_upsample, downsample
-from dist_train.metrics import SSIM_WINDOW_PX, consistency_psnr, psnr_per_image, ssim_per_image
+from dist_train.metrics import consistency_psnr, psnr_per_image, ssim_per_image
 from export.image_io import SourceImage, read_image
 from export.model_file import ExportedModel
 from export.tiling import upscale_tiled
@@ -110,36 +110,6 @@ def _crop_to_scale(image: np.ndarray, scale: int) -> np.ndarray:
     return image[:height, :width]
 
 
-SSIM_TILE_PX = 256  # dist_train.metrics.ssim_per_image needs ~1.2 GB per 512 x 512 px (see ssim_tiled)
-
-
-def ssim_tiled(sr: torch.Tensor, hr: torch.Tensor, crop: int, tile_px: int = SSIM_TILE_PX) -> float:
-    """``ssim_per_image`` of one 1 x 1 x H x W pair, computed tile by tile with bounded memory.
-
-    ssim_per_image's convolution in float64 unfolds every 11 x 11 window (about 4.8 kB per pixel:
-    5 GB for 1024 x 1024, 17 GB for a whole radiograph). It averages the SSIM map over the valid
-    region (windows wholly inside the image), so tiles overlapping by one window minus one pixel
-    have valid regions that partition the whole image's: their means, weighted by valid area,
-    give exactly the whole-image figure.
-    """
-    half = SSIM_WINDOW_PX // 2
-    if crop:
-        sr, hr = sr[..., crop:-crop, crop:-crop], hr[..., crop:-crop, crop:-crop]
-    height, width = hr.shape[-2:]
-    total, area = 0.0, 0
-    for top in range(0, max(height - 2 * half, 1), tile_px):
-        for left in range(0, max(width - 2 * half, 1), tile_px):
-            window = (..., slice(top, min(top + tile_px + 2 * half, height)),
-                      slice(left, min(left + tile_px + 2 * half, width)))
-            tile_h, tile_w = hr[window].shape[-2:]
-            if tile_h <= 2 * half or tile_w <= 2 * half:
-                continue
-            valid = (tile_h - 2 * half) * (tile_w - 2 * half)
-            total += float(ssim_per_image(sr[window], hr[window], crop=0)[0]) * valid
-            area += valid
-    return total / max(area, 1)
-
-
 def measure(sr: np.ndarray, bicubic: np.ndarray, lr: np.ndarray, hr: np.ndarray | None,
             scale: int) -> dict[str, dict[str, float]]:
     """PSNR/SSIM against HR (when given) and the consistency figure, for the model and bicubic (§5)."""
@@ -151,7 +121,7 @@ def measure(sr: np.ndarray, bicubic: np.ndarray, lr: np.ndarray, hr: np.ndarray 
         values = {"consistency_psnr_db": float(consistency_psnr(tensor(output), tensor(lr), scale)[0])}
         if hr is not None:
             values["psnr_db"] = float(psnr_per_image(tensor(output), tensor(hr), scale)[0])
-            values["ssim"] = ssim_tiled(tensor(output), tensor(hr), scale)
+            values["ssim"] = float(ssim_per_image(tensor(output), tensor(hr), scale)[0])
         figures[method] = values
     return figures
 

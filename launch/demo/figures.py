@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from benchmarks.quality_figure import _most_detailed_crop
+from benchmarks.quality_figure import most_detailed_crop
 from launch.demo.plots import bar_chart, font, line_chart
 
 ERROR_GAIN = 8.0  # |error| x8: 1/8 of full scale reads as white
@@ -56,7 +56,7 @@ def comparison_figure(path: Path, rows: list[Restoration], crop_px: int) -> Path
     draw = ImageDraw.Draw(canvas)
     for row_index, item in enumerate(rows):
         size = min(crop_px, *item.hr.shape)
-        top, left = _most_detailed_crop(item.hr, size)
+        top, left = most_detailed_crop(item.hr, size)
         window = (slice(top, top + size), slice(left, left + size))
         lr_window = (slice(top // item.scale, (top + size) // item.scale),
                      slice(left // item.scale, (left + size) // item.scale))
