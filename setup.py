@@ -31,9 +31,11 @@ setup(
         "pylibjpeg>=2.0",
         "pylibjpeg-libjpeg>=2.1",
         "isal>=1.7",  # 2x faster zlib for the PNG integrity check while sharding
+        "pydicom-data>=1.0",  # the demo's real chest radiograph (RG1_UNCR.dcm), read locally
+        "streamlit>=1.40",  # cxr-sr app
     ],
     extras_require={
-        "dev": ["pytest>=8", "pydicom-data>=1.0"],
+        "dev": ["pytest>=8", "selenium>=4.20"],  # selenium drives Debian's chromium in the app test
     },
     entry_points={"console_scripts": ["cxr-sr=launch.cli:main"]},
 )
