@@ -90,3 +90,12 @@ def export_model(path: Path, generator: torch.nn.Module, scale: int = 4) -> Path
 
     export_torchscript(generator.eval(), build_meta(scale), path)
     return path
+
+
+def exported_fake_run(folder: Path, *export_args: str) -> Path:
+    """``cxr-sr export`` of a fresh ``write_fake_run`` under ``folder``; returns ``folder/model.pt``."""
+    from launch.cli import main as cxr_sr
+
+    write_fake_run(folder / "run")
+    assert cxr_sr(["export", "--run", str(folder / "run"), "--out", str(folder / "model.pt"), *export_args]) == 0
+    return folder / "model.pt"

@@ -121,13 +121,9 @@ def browser_paths() -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def app_model(tmp_path_factory) -> Path:
     """A TorchScript file made by `cxr-sr export` from a tiny-config checkpoint."""
-    from launch.cli import main as cxr_sr
-    from tests.export_helpers import write_fake_run
+    from tests.export_helpers import exported_fake_run
 
-    folder = tmp_path_factory.mktemp("app")
-    write_fake_run(folder / "run")
-    assert cxr_sr(["export", "--run", str(folder / "run"), "--out", str(folder / "model.pt")]) == 0
-    return folder / "model.pt"
+    return exported_fake_run(tmp_path_factory.mktemp("app"))
 
 
 @pytest.fixture(scope="module")

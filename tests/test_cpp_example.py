@@ -24,7 +24,7 @@ from PIL import Image
 from export.image_io import read_image
 from export.torchscript import load_torchscript
 from launch.cli import main as cxr_sr
-from tests.export_helpers import smooth_image, write_fake_run, write_png
+from tests.export_helpers import exported_fake_run, smooth_image, write_png
 
 CPP_SOURCE = Path(__file__).resolve().parents[1] / "export" / "cpp"
 
@@ -65,10 +65,7 @@ def cpp_binary() -> Path:
 @pytest.fixture(scope="module")
 def exported_run(tmp_path_factory) -> Path:
     """A TorchScript file made by `cxr-sr export` from a tiny-config checkpoint."""
-    folder = tmp_path_factory.mktemp("cpp")
-    write_fake_run(folder / "run")
-    assert cxr_sr(["export", "--run", str(folder / "run"), "--out", str(folder / "model.pt")]) == 0
-    return folder / "model.pt"
+    return exported_fake_run(tmp_path_factory.mktemp("cpp"))
 
 
 def _run_cpp(binary: Path, *args: str) -> subprocess.CompletedProcess:

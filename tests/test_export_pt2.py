@@ -14,7 +14,7 @@ import torch
 from export.pt2 import load_pt2
 from export.torchscript import load_torchscript
 from launch.cli import main as cxr_sr
-from tests.export_helpers import smooth_image, write_fake_run
+from tests.export_helpers import exported_fake_run, smooth_image
 from tests.test_cpp_example import cpp_binary  # noqa: F401  (the session-cached C++ build)
 
 pytestmark = pytest.mark.slow
@@ -23,11 +23,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def both_formats(tmp_path_factory) -> tuple[Path, Path]:
     """`cxr-sr export --format both`: TorchScript at --out and a .pt2 beside it."""
-    folder = tmp_path_factory.mktemp("pt2")
-    write_fake_run(folder / "run")
-    assert cxr_sr(["export", "--run", str(folder / "run"), "--out", str(folder / "model.pt"),
-                   "--format", "both"]) == 0
-    return folder / "model.pt", folder / "model.pt2"
+    script_path = exported_fake_run(tmp_path_factory.mktemp("pt2"), "--format", "both")
+    return script_path, script_path.with_suffix(".pt2")
 
 
 def test_dynamic_batch_and_size_match_torchscript(both_formats):

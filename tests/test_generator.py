@@ -4,6 +4,7 @@ import torch
 
 from dist_train.degradation import bicubic_upsample
 from dist_train.models import PatchDiscriminator, SRResNet
+from export.jit_warnings import quiet_jit_deprecation
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])
@@ -35,7 +36,8 @@ def test_generator_scripts_and_matches_eager():
     """Export relies on torch.jit.script; a non-scriptable construct would break it."""
     generator = SRResNet(scale=4, features=8, blocks=1).eval()
     torch.nn.init.normal_(generator.tail.weight, std=0.01)
-    scripted = torch.jit.script(generator)
+    with quiet_jit_deprecation():
+        scripted = torch.jit.script(generator)
     lr = torch.rand(2, 1, 11, 9)
     torch.testing.assert_close(scripted(lr), generator(lr))
 
