@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from benchmarks.bench_report import header
 
 BACKENDS = ("dali", "torch")
 
@@ -82,19 +83,6 @@ def measure_backend(backend: str, shards: str, batch: int, patch: int, workers: 
             "device": device, "lr_shape": list(lr.shape)}
 
 
-def _machine() -> str:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.node()}: {model}, {cores} cores available, {platform.system()}"
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `cxr-sr bench loader`; batch, patch and workers default to default.yaml's."""
     from dist_train.config import load_config
@@ -138,8 +126,8 @@ def run(args: argparse.Namespace) -> int:
         # CPU time is counted in clock ticks (10 ms): a very short run can read 0.
         result["dali_vs_torch_cpu_efficiency"] = round(
             result["torch"]["cpu_s_per_image"] / result["dali"]["cpu_s_per_image"], 2)
-    result.update(batch=args.batch, patch=args.patch, workers=args.workers, machine=_machine(),
-                  shards=str(args.shards), timed_batches=args.batches)
+    result.update(batch=args.batch, patch=args.patch, workers=args.workers,
+                  shards=str(args.shards), timed_batches=args.batches, **header())
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

@@ -16,15 +16,15 @@ rather than a GPU figure; on GPUs run with ``train.device=cuda``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from benchmarks.bench_report import header
 
 BACKENDS = ("ddp", "deepspeed")
 
@@ -121,9 +121,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="cxr-sr-bench-train-") as work:
         cases = [run_case(b, n, args, Path(work)) for b in backends for n in nprocs]
     add_scaling(cases)
-    report = {"benchmark": "train", "date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                          "cpu_count": os.cpu_count()},
+    report = {"benchmark": "train", **header(),
               "config": args.config, "overrides": args.overrides, "steps": args.steps, "warmup": args.warmup,
               "cases": cases}
     text = json.dumps(report, indent=2)
