@@ -8,11 +8,13 @@ unless `unlisted="refuse"`, which skips it.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from data_prep.image_io import DICOM_SUFFIXES
 from data_prep.metadata import ImageMeta, MetadataTable, nih_patient_from_name, parse_data_entry, parse_image_list
 from data_prep.sources import Entry, FolderSource, ZipSource
 
@@ -81,6 +83,12 @@ def _keys(names: list[str]) -> dict[str, str]:
     for name in names:
         path = PurePosixPath(name)
         keys[name] = stems[name] if counts[stems[name]] == 1 else clean(str(path.with_suffix("")).replace("/", "__"))
+    # Suffix, cleaning and a stem that looks like a path can still map two names to one key
+    # (d/x.png and d/x.dcm; a.b/c and a_b/c); colliding keys would merge samples in the tar.
+    counts = Counter(keys.values())
+    for name in names:
+        if counts[keys[name]] > 1:
+            keys[name] = f"{keys[name]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
     return keys
 
 
@@ -90,7 +98,7 @@ def _unlisted_meta(name: str, key: str, source: FolderSource | ZipSource) -> tup
     nih = nih_patient_from_name(PurePosixPath(name).stem)
     if nih:
         return ImageMeta(image=base, patient_id=nih[0], follow_up=nih[1]), "nih-name"
-    if PurePosixPath(name).suffix.lower() in (".dcm", ".dicom", ".dic", ""):
+    if PurePosixPath(name).suffix.lower() in (*DICOM_SUFFIXES, ""):
         from data_prep.dicom_io import dicom_patient_id
 
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from data_prep.catalog import _keys
 from data_prep.shard import shard_dataset
 from data_prep.verify import verify_shards
 from tests.data_prep_fixtures import (BAD_INPUT_EXPECTATIONS, build_bad_inputs, gradient, png_bytes,
@@ -130,3 +132,15 @@ def test_folder_of_dicoms_and_pngs_without_metadata(realxray_dir: Path, tmp_path
     assert dicom["original_mode"] == "MONOCHROME1" and dicom["patient_id_from"] == "dicom"
     assert "MONOCHROME1 inverted" in dicom["conversion"]["steps"]
     assert verify_shards(out, deep=True) == []
+
+
+@pytest.mark.parametrize("names", [["d/x.png", "d/x.dcm"], ["a.b/c.png", "a_b/c.png"],
+                                   ["x/y.png", "z/y.png", "x__y.png"]])
+def test_different_files_never_share_a_sample_key(names: list[str]) -> None:
+    """Two files with one key merge into one webdataset sample (one image silently lost or
+    mixed); the suffix, the character cleaning and a stem that looks like a path all used to
+    collide. Keys must stay extension-free (a key ending in .png breaks DALI) and deterministic."""
+    keys = _keys(names)
+    assert len(set(keys.values())) == len(names)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", key) for key in keys.values())
+    assert _keys(list(reversed(names))) == keys
