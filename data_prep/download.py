@@ -176,11 +176,8 @@ def _already_done(paths: DownloadPaths) -> bool:
 
 
 def _md5_of(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK_BYTES * 8), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
 
 
 def _resume_point(paths: DownloadPaths) -> tuple[int, dict[str, Any]]:
@@ -210,18 +207,36 @@ def _stream(remote: RemoteFile, paths: DownloadPaths, start: int, total: int | N
             remote.close()
 
 
+def _request(opener: Callable[..., RemoteFile], dataset: str, start: int, validator: str | None) -> RemoteFile:
+    remote = opener(dataset, start, validator)
+    if remote.status not in (200, 206):
+        remote.close()
+        raise DownloadError(f"{dataset}: the server answered HTTP {remote.status}")
+    return remote
+
+
 def _open(opener: Callable[..., RemoteFile], dataset: str, paths: DownloadPaths) -> tuple[RemoteFile, int, dict]:
     """Open the response, resuming when the partial still matches the server; returns
     (response, start byte, state to record)."""
     start, state = _resume_point(paths)
-    remote = opener(dataset, start, state.get("validator") if start else None)
-    if remote.status not in (200, 206):
-        remote.close()
-        raise DownloadError(f"{dataset}: the server answered HTTP {remote.status}")
-    headers = {k.lower(): v for k, v in remote.headers.items()}
+    if start and not state.get("validator"):
+        start = 0  # without an ETag/Last-Modified, If-Range cannot prove the partial is the server's file
+    remote = _request(opener, dataset, start, state.get("validator") if start else None)
     total = _total_size(remote, start)
-    if remote.status == 200 or total != state.get("total"):
+    if remote.status == 206 and (not start or total != state.get("total")):
+        # A ranged body of another file: appending it would corrupt the partial and writing it
+        # at offset 0 would store the file's tail as its head, so start over without Range.
+        remote.close()
+        paths.part.unlink(missing_ok=True)
+        start = 0
+        remote = _request(opener, dataset, 0, None)
+        if remote.status != 200:
+            remote.close()
+            raise DownloadError(f"{dataset}: the server answered HTTP {remote.status} to a whole-file request")
+        total = _total_size(remote, 0)
+    if remote.status == 200:
         start = 0  # the server sent the whole file (object changed or no Range support)
+        headers = {k.lower(): v for k, v in remote.headers.items()}
         state = {"dataset": dataset, "total": total, "md5": expected_md5(remote.headers),
                  "validator": headers.get("etag") or headers.get("last-modified")}
     return remote, start, state

@@ -20,16 +20,18 @@ SECRET = "kaggle-key-7f3a9c"
 
 
 class StandIn:
-    """A fake Kaggle storage endpoint; `fail_after` bytes cuts the connection once."""
+    """A fake Kaggle storage endpoint; `fail_after` bytes cuts the connection once;
+    `if_range=False` answers every Range with 206, as a server ignoring If-Range does."""
 
-    def __init__(self, payload: bytes = PAYLOAD, fail_after: int | None = None, md5: bytes | None = None):
-        self.payload, self.fail_after, self.calls = payload, fail_after, []
+    def __init__(self, payload: bytes = PAYLOAD, fail_after: int | None = None, md5: bytes | None = None,
+                 if_range: bool = True):
+        self.payload, self.fail_after, self.calls, self.if_range = payload, fail_after, [], if_range
         self.md5 = md5 or hashlib.md5(payload).digest()
 
     def __call__(self, dataset: str, start_byte: int, validator: str | None) -> dl.RemoteFile:
         self.calls.append((dataset, start_byte, validator))
         headers = {"ETag": '"v1"', "x-goog-hash": f"crc32c=AAAA==,md5={base64.b64encode(self.md5).decode()}"}
-        if start_byte and validator == '"v1"':
+        if start_byte and (validator == '"v1"' or not self.if_range):
             body, status = self.payload[start_byte:], 206
             headers.update({"Content-Length": str(len(body)),
                             "Content-Range": f"bytes {start_byte}-{len(self.payload) - 1}/{len(self.payload)}"})
@@ -128,6 +130,30 @@ def test_partial_of_another_version_restarts(credentials, tmp_path: Path) -> Non
     (tmp_path / "data.zip.part").write_bytes(b"old bytes" * 1000)
     (tmp_path / "data.zip.part.json").write_text(json.dumps({"validator": '"v0"', "total": 9000, "md5": None}))
     dl.download_dataset(tmp_path, opener=StandIn(), progress=False)
+    assert (tmp_path / "data.zip").read_bytes() == PAYLOAD
+
+
+def test_ranged_reply_for_another_size_restarts_from_zero(credentials, tmp_path: Path) -> None:
+    """A 206 whose total differs from the partial's is the tail of another file; it used to be
+    written at offset 0 (the file's tail as its head). It must be dropped and the whole file
+    asked for without Range."""
+    (tmp_path / "data.zip.part").write_bytes(b"old bytes" * 1000)
+    (tmp_path / "data.zip.part.json").write_text(json.dumps({"validator": '"v1"', "total": 9000, "md5": None}))
+    stand_in = StandIn()
+    dl.download_dataset(tmp_path, opener=stand_in, progress=False)
+    assert stand_in.calls == [("nih-chest-xrays/data", 9000, '"v1"'), ("nih-chest-xrays/data", 0, None)]
+    assert (tmp_path / "data.zip").read_bytes() == PAYLOAD
+
+
+def test_partial_without_validator_is_not_resumed(credentials, tmp_path: Path) -> None:
+    """Without an ETag/Last-Modified nothing proves the partial is the server's current file, and a
+    server ignoring If-Range would send a tail to append to stale bytes: start over instead."""
+    (tmp_path / "data.zip.part").write_bytes(b"old bytes" * 1000)
+    (tmp_path / "data.zip.part.json").write_text(json.dumps({"validator": None, "total": len(PAYLOAD),
+                                                             "md5": None}))
+    stand_in = StandIn(if_range=False)
+    dl.download_dataset(tmp_path, opener=stand_in, progress=False)
+    assert stand_in.calls == [("nih-chest-xrays/data", 0, None)]
     assert (tmp_path / "data.zip").read_bytes() == PAYLOAD
 
 
