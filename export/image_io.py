@@ -7,6 +7,7 @@ Error type, format sniffing and DICOM decoding are shared with data_prep.
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from data_prep.image_io import ImageDecodeError, sniff_format
+from data_prep.atomic import atomic_open
+from data_prep.image_io import DICOM_SUFFIXES, ImageDecodeError, sniff_format
 
 MIN_SIDE_PX = 8  # ../shared/CONTRACTS.md §4: any h, w >= 8
 DEFAULT_MAX_INPUT_PIXELS = 25_000 * 25_000  # above Pillow's bomb guard; 20,000 x 20,000 must pass
@@ -69,39 +71,60 @@ class SourceImage:
         return np.rint(unit * np.float32(self.span) + np.float32(self.offset)).astype(dtype)
 
 
-def read_image(path: Path, max_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> SourceImage:
-    """Decode a PNG (8/16-bit, RGB/RGBA reduced to gray) or a DICOM file.
+class ImageTooLargeError(ImageDecodeError):
+    """An image whose header gives more pixels than allowed; raised before pixels are decoded."""
 
-    Raises `ImageDecodeError` (one line naming the file) for zero-byte, truncated, non-image,
-    too-small or too-large input.
-    """
-    path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(132)
-    except OSError as exc:
-        raise ImageDecodeError(str(path), f"cannot read: {exc.strerror or exc}") from exc
+    def __init__(self, name: str, width: int, height: int, max_pixels: int):
+        self.width, self.height, self.max_pixels = width, height, max_pixels
+        super().__init__(name, f"{width}x{height} px is above the --max-input-pixels limit of {max_pixels}")
+
+
+def is_dicom(head: bytes, name: str) -> bool:
+    """DICOM by its marker, or by its name when the 128-byte preamble is missing (as read_gray8 does)."""
     kind = sniff_format(head)
-    if kind == "empty":
-        raise ImageDecodeError(str(path), "zero-byte file")
-    image = _read_dicom(path) if kind == "dicom" else _read_pillow(path, max_pixels)
+    return kind == "dicom" or (kind == "other" and name.lower().endswith(DICOM_SUFFIXES))
+
+
+def read_image(source: Path | str | bytes, max_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
+               name: str | None = None) -> SourceImage:
+    """Decode a PNG (8/16-bit, RGB/RGBA reduced to gray) or a DICOM file, from a path or its bytes.
+
+    `name` labels errors and `SourceImage.path` (defaults to the path; needed to recognise bytes
+    of a DICOM file without a preamble). Raises `ImageDecodeError` (one line naming the file) for
+    zero-byte, truncated, non-image or too-small input, and its subclass `ImageTooLargeError`,
+    before any pixel is decoded, for more than `max_pixels`.
+    """
+    if isinstance(source, (str, Path)):
+        name = name or str(source)
+        try:
+            with Path(source).open("rb") as handle:
+                head = handle.read(132)
+        except OSError as exc:
+            raise ImageDecodeError(name, f"cannot read: {exc.strerror or exc}") from exc
+    else:
+        name = name or "<bytes>"
+        head = bytes(source[:132])
+    if sniff_format(head) == "empty":
+        raise ImageDecodeError(name, "zero-byte file")
+    if is_dicom(head, name):
+        image = _read_dicom(source, name, max_pixels)
+    else:
+        image = _read_pillow(source if isinstance(source, (str, Path)) else io.BytesIO(source), name, max_pixels)
     if min(image.height, image.width) < MIN_SIDE_PX:
-        raise ImageDecodeError(str(path), f"image is {image.width}x{image.height} px; "
+        raise ImageDecodeError(name, f"image is {image.width}x{image.height} px; "
                                f"the model needs at least {MIN_SIDE_PX} px per side")
     return image
 
 
-def _read_pillow(path: Path, max_pixels: int) -> SourceImage:
-    name = str(path)
+def _read_pillow(source: Path | str | io.BytesIO, name: str, max_pixels: int) -> SourceImage:
     saved_limit = Image.MAX_IMAGE_PIXELS
     # Pillow's decompression-bomb guard (checked in open) is replaced by our own limit below,
     # which is what lets 20,000 x 20,000 radiographs through
     Image.MAX_IMAGE_PIXELS = None
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             if image.width * image.height > max_pixels:
-                raise ImageDecodeError(name, f"{image.width}x{image.height} px is above the "
-                                       f"--max-input-pixels limit of {max_pixels}")
+                raise ImageTooLargeError(name, image.width, image.height, max_pixels)
             image.load()
             stored, bit_depth, notes = _gray_stored(image, name)
     except ImageDecodeError:
@@ -110,7 +133,7 @@ def _read_pillow(path: Path, max_pixels: int) -> SourceImage:
         raise ImageDecodeError(name, f"not a decodable image ({type(exc).__name__}: {exc})") from exc
     finally:
         Image.MAX_IMAGE_PIXELS = saved_limit
-    return SourceImage(path, "png", stored, bit_depth, span=float(2**bit_depth - 1), notes=notes)
+    return SourceImage(Path(name), "png", stored, bit_depth, span=float(2**bit_depth - 1), notes=notes)
 
 
 def _gray_stored(image: Image.Image, name: str) -> tuple[np.ndarray, int, list[str]]:
@@ -128,27 +151,39 @@ def _gray_stored(image: Image.Image, name: str) -> tuple[np.ndarray, int, list[s
     raise ImageDecodeError(name, f"unsupported pixel mode {image.mode}")
 
 
-def _read_dicom(path: Path) -> SourceImage:
+def _read_dicom(source: Path | str | bytes, name: str, max_pixels: int) -> SourceImage:
     from data_prep.dicom_io import decoded_pixels, read_dataset
 
-    name = str(path)
-    dataset = read_dataset(path.read_bytes(), name)
-    stored = decoded_pixels(dataset, name)
-    if int(dataset.get("PixelRepresentation", 0) or 0) != 0 or stored.dtype.kind != "u":
+    if isinstance(source, (str, Path)):
+        try:
+            source = Path(source).read_bytes()
+        except OSError as exc:
+            raise ImageDecodeError(name, f"cannot read: {exc.strerror or exc}") from exc
+    dataset = read_dataset(source, name)
+    del source
+    width, height = int(dataset.get("Columns", 0) or 0), int(dataset.get("Rows", 0) or 0)
+    if width * height > max_pixels:
+        raise ImageTooLargeError(name, width, height, max_pixels)
+    decoded = decoded_pixels(dataset, name)
+    # only the stored array is kept: the encoded bytes and pydicom's cached array would be two
+    # more copies of the image held (and deep-copied by upscaled_dataset) until the output is
+    # written; deleting PixelData also drops pydicom's cache
+    del dataset.PixelData
+    if int(dataset.get("PixelRepresentation", 0) or 0) != 0 or decoded.dtype.kind != "u":
         raise ImageDecodeError(name, "signed pixel data is not supported")
-    bits_stored = int(dataset.get("BitsStored", 8 * stored.itemsize))
+    bits_stored = int(dataset.get("BitsStored", 8 * decoded.itemsize))
+    stored = decoded.astype(np.uint16 if bits_stored > 8 else np.uint8, copy=False)
+    del decoded
     low, high = float(stored.min()), float(stored.max())
     invert = str(dataset.PhotometricInterpretation).upper() == "MONOCHROME1"
     notes = [f"stored values {int(low)}..{int(high)} ({bits_stored} bits) mapped linearly to [0, 1]"]
     if invert:
         notes.append("MONOCHROME1: inverted for the model, inverted back on output")
-    return SourceImage(path, "dicom", stored.astype(np.uint16 if bits_stored > 8 else np.uint8),
-                       bit_depth=16 if bits_stored > 8 else 8, offset=low, span=max(high - low, 1.0),
-                       invert=invert, dataset=dataset, notes=notes)
+    return SourceImage(Path(name), "dicom", stored, bit_depth=16 if bits_stored > 8 else 8, offset=low,
+                       span=max(high - low, 1.0), invert=invert, dataset=dataset, notes=notes)
 
 
 def write_png(path: Path, stored: np.ndarray) -> None:
     """8- or 16-bit grayscale PNG of a uint8/uint16 H x W array, written atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(stored).save(tmp, format="PNG", compress_level=3)
-    tmp.replace(path)
+    with atomic_open(path) as handle:
+        Image.fromarray(stored).save(handle, format="PNG", compress_level=3)

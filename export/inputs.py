@@ -4,7 +4,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".png", ".dcm", ".dicom")
+from data_prep.image_io import DICOM_SUFFIXES
+
+IMAGE_SUFFIXES = (".png", *DICOM_SUFFIXES)
 
 
 def collect_inputs(paths: Iterable[Path]) -> list[Path]:

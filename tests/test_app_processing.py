@@ -121,3 +121,13 @@ def test_source_image_roundtrip_type():
     """Sanity: decode_upload returns the project's SourceImage (the download paths rely on from_unit)."""
     upload = processing.decode_upload("x.png", _png(np.zeros((16, 16), np.uint8)), 10**6)
     assert isinstance(upload, SourceImage) and upload.bit_depth == 8
+
+
+def test_dicom_upload_without_preamble_and_too_large_dicom(realxray_dir):
+    """A .dcm upload lacking the 128-byte preamble was sent to Pillow and refused; a DICOM over
+    the limit must be refused from its header, in the same sentence as an oversized PNG."""
+    data = (realxray_dir / "RG1_UNCR.dcm").read_bytes()
+    upload = processing.decode_upload("chest.dcm", data[132:], max_pixels=4_000_000)
+    assert upload.kind == "dicom" and upload.path.name == "chest.dcm" and upload.height == 1955
+    with pytest.raises(UploadError, match="'chest.dcm' is 1841 x 1955 px .* too large for this demo"):
+        processing.decode_upload("chest.dcm", data, max_pixels=1_000_000)

@@ -88,3 +88,34 @@ def test_dicom_written_as_png_by_option(toy_model, realxray_dir, tmp_path):
     # MONOCHROME1: PNG (display sense, 1 = bright) must anti-correlate with the stored values
     down = image.reshape(256, 4, 200, 4).mean(axis=(1, 3))
     assert np.corrcoef(down.ravel(), stored.ravel())[0, 1] < -0.99
+
+
+def test_dicom_pixel_limit_checked_before_decoding(realxray_dir):
+    """--max-input-pixels used to apply to PNG only: a DICOM of any size was decoded in full."""
+    from export.image_io import ImageTooLargeError, read_image
+
+    with pytest.raises(ImageTooLargeError, match="1841x1955 px is above"):
+        read_image(realxray_dir / "RG1_UNCR.dcm", max_pixels=10)
+
+
+def test_dicom_without_preamble_is_read_by_its_name(realxray_dir, tmp_path):
+    """Some writers omit the 128-byte preamble; data_prep read such a .dcm/.dic, upscale did not."""
+    from export.image_io import read_image
+    from export.inputs import collect_inputs
+
+    data = (realxray_dir / "RG1_UNCR.dcm").read_bytes()[132:]
+    (tmp_path / "no_preamble.dic").write_bytes(data)
+    image = read_image(tmp_path / "no_preamble.dic")
+    assert image.kind == "dicom" and (image.width, image.height) == (1841, 1955)
+    assert read_image(data, name="upload.dcm").kind == "dicom"
+    assert collect_inputs([tmp_path]) == [tmp_path / "no_preamble.dic"]
+
+
+def test_dicom_input_keeps_one_copy_of_its_pixels(realxray_dir):
+    """The dataset kept for the output held the encoded pixels and pydicom's decoded cache as
+    well as `stored`: three copies of the image, deep-copied again when writing DICOM."""
+    from export.image_io import read_image
+
+    image = read_image(realxray_dir / "RG1_UNCR.dcm")
+    assert "PixelData" not in image.dataset and image.dataset._pixel_array is None
+    assert image.stored.dtype == np.uint16 and image.stored.shape == (1955, 1841)

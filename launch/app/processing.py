@@ -6,19 +6,16 @@ cause becomes an ``UploadError`` with a sentence for the page, never a traceback
 from __future__ import annotations
 
 import io
-import tempfile
-import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from data_prep.image_io import ImageDecodeError, sniff_format
+from data_prep.image_io import ImageDecodeError
 from dist_train.degradation import bicubic_upsample, downsample
 from dist_train.metrics import consistency_psnr, psnr_per_image, ssim_per_image
-from export.image_io import SourceImage, read_image
+from export.image_io import ImageTooLargeError, SourceImage, read_image
 from export.model_file import ExportedModel
 from export.tiling import upscale_tiled
 
@@ -49,26 +46,6 @@ class Comparison:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> figure -> value
 
 
-def _image_size(data: bytes, kind: str) -> tuple[int, int] | None:
-    """(width, height) from the header only, or None when the header does not say."""
-    try:
-        if kind == "dicom":
-            import pydicom
-
-            header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
-            return int(header.Columns), int(header.Rows)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: we judge size ourselves
-            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-            try:
-                with Image.open(io.BytesIO(data)) as image:
-                    return image.size
-            finally:
-                Image.MAX_IMAGE_PIXELS = saved
-    except Exception:  # an unreadable header: decoding below gives the precise message
-        return None
-
-
 def decode_upload(name: str, data: bytes, max_pixels: int) -> SourceImage:
     """The uploaded bytes as a SourceImage, or UploadError saying what is wrong with them."""
     if not data:
@@ -76,21 +53,15 @@ def decode_upload(name: str, data: bytes, max_pixels: int) -> SourceImage:
     if len(data) > MAX_UPLOAD_BYTES:
         raise UploadError(f"'{name}' is {len(data) / 2**20:.0f} MB; this demo takes files up to "
                           f"{MAX_UPLOAD_BYTES // 2**20} MB.")
-    kind = sniff_format(data[:132])
-    size = _image_size(data, kind)
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise UploadError(f"'{name}' is {size[0]} x {size[1]} px ({size[0] * size[1] / 1e6:.0f} megapixels), too large "
-                          f"for this demo (at most {max_pixels / 1e6:.0f} megapixels here). Crop or downsample it first.")
-    suffix = ".dcm" if kind == "dicom" else Path(name).suffix or ".img"
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"upload{suffix}"
-        path.write_bytes(data)
-        try:
-            return read_image(path, max_pixels=max_pixels)
-        except ImageDecodeError as exc:
-            problem = exc.problem.replace(str(path), name)
-            raise UploadError(f"'{name}' could not be read as an X-ray: {problem}. "
-                              "Upload a PNG or DICOM image.") from None
+    try:
+        return read_image(data, max_pixels=max_pixels, name=name)
+    except ImageTooLargeError as exc:  # raised from the header, before any pixel is decoded
+        raise UploadError(f"'{name}' is {exc.width} x {exc.height} px ({exc.width * exc.height / 1e6:.0f} megapixels), "
+                          f"too large for this demo (at most {max_pixels / 1e6:.0f} megapixels here). "
+                          "Crop or downsample it first.") from None
+    except ImageDecodeError as exc:
+        raise UploadError(f"'{name}' could not be read as an X-ray: {exc.problem}. "
+                          "Upload a PNG or DICOM image.") from None
 
 
 def upscale(model: ExportedModel, lr: np.ndarray) -> np.ndarray:
