@@ -54,14 +54,17 @@ def decoded_pixels(ds: Any, name: str) -> np.ndarray:
     return pixels
 
 
-def _apply_voi(values: np.ndarray, ds: Any, raw: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-    """Map modality values to [0, 1]: VOI LUT, else window, else 8-bit as is, else min-max."""
+def _apply_voi(values: np.ndarray, ds: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    """Map modality values (the rescale's output, PS3.4 N.2) to [0, 1]: VOI LUT, else window,
+    else 8-bit as is, else min-max."""
     from pydicom.pixels import apply_voi
 
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
         item = ds.VOILUTSequence[0]
         bits = int(item.LUTDescriptor[2])
-        out = apply_voi(raw, ds, index=0).astype(np.float64) / (2**bits - 1)
+        # The LUT is indexed by integer modality values; a rescale gives floats even when integral.
+        indices = np.rint(values).astype(np.int64)
+        out = apply_voi(indices, ds, index=0).astype(np.float64) / (2**bits - 1)
         return np.clip(out, 0.0, 1.0), {"kind": "voi_lut", "lut_bits": bits,
                                         "explanation": str(item.get("LUTExplanation", ""))}
     if "WindowCenter" in ds and "WindowWidth" in ds:
@@ -93,7 +96,7 @@ def dicom_to_unit_float(data: bytes, name: str) -> tuple[np.ndarray, dict[str, A
     ds = read_dataset(data, name)
     raw = decoded_pixels(ds, name)
     values = apply_modality_lut(raw, ds).astype(np.float64)
-    unit, voi = _apply_voi(values, ds, raw)
+    unit, voi = _apply_voi(values, ds)
     photometric = str(ds.PhotometricInterpretation).upper()
     if photometric == "MONOCHROME1":
         unit = 1.0 - unit

@@ -131,6 +131,52 @@ def test_dicom_without_preamble_is_still_read(realxray_dir: Path) -> None:
         read_gray8(b"not dicom at all" * 20, "junk.dcm")
 
 
+def _rescaled_dicom(stored: np.ndarray, slope: float, intercept: float, voi: dict) -> bytes:
+    """A small MONOCHROME2 DICOM with a non-identity rescale and the given VOI attributes."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.Rows, ds.Columns = stored.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    if "lut" in voi:
+        item = Dataset()
+        item.add_new(0x00283002, "US", [len(voi["lut"]), 0, 16])  # LUTDescriptor: entries, first, bits
+        item.add_new(0x00283006, "US", list(voi["lut"]))  # LUTData
+        ds.VOILUTSequence = [item]
+    else:
+        ds.WindowCenter, ds.WindowWidth = voi["center"], voi["width"]
+    ds.PixelData = stored.astype("<u2").tobytes()
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("voi", [{"lut": [i * 100 for i in range(512)]}, {"center": 250.0, "width": 200.0}])
+def test_voi_applies_to_the_rescaled_values(voi: dict) -> None:
+    """PS3.4 N.2: the VOI LUT or window takes the modality (rescale) output, not the stored
+    values; a VOI LUT indexed by stored values shows a CT-like image with the wrong contrast."""
+    from data_prep.dicom_io import dicom_to_unit_float
+
+    stored = (np.arange(16, dtype=np.uint16) * 10).reshape(4, 4)
+    modality = stored * 2.0 + 100.0
+    unit, record = dicom_to_unit_float(_rescaled_dicom(stored, 2.0, 100.0, voi), "rescaled.dcm")
+    if "lut" in voi:
+        expected = modality * 100 / 65535
+    else:
+        expected = np.clip((modality - (voi["center"] - 0.5)) / (voi["width"] - 1.0) + 0.5, 0.0, 1.0)
+    assert record["modality_lut"] == {"slope": 2.0, "intercept": 100.0}
+    assert record["voi"]["kind"] == ("voi_lut" if "lut" in voi else "window")
+    np.testing.assert_allclose(unit, expected, atol=1e-12)
+
+
 def _adam7_png(gray: np.ndarray) -> bytes:
     """An interlaced 8-bit gray PNG (Pillow cannot write one): the 7 Adam7 passes, filter 0."""
     import struct
