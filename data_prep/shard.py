@@ -131,11 +131,12 @@ def _run_tasks(source: Any, tasks: list[ShardTask], out: Path, sizes: SizeRule, 
         pumper.join()
 
 
-def _remove_foreign_shards(out: Path, tasks: list[ShardTask]) -> None:
-    """Delete shard files of an earlier, different plan (e.g. more shards than now)."""
-    planned = {f"{t.stem}.{ext}" for t in tasks for ext in ("tar", "idx")}
+def _remove_foreign_shards(out: Path, records: list[dict]) -> None:
+    """Delete shard files the manifest will not list: those of an earlier, different plan (more
+    shards than now) and those of a planned shard that ended with no sample (all skipped)."""
+    listed = {r[field] for r in records if r["samples"] for field in ("file", "index_file")}
     for path in out.iterdir():
-        if SHARD_FILE.match(path.name) and path.name not in planned:
+        if SHARD_FILE.match(path.name) and path.name not in listed:
             path.unlink()
 
 
@@ -222,8 +223,9 @@ def write_plan(plan: ShardPlan, out: Path, config: ShardSettings, *, workers: in
     with tqdm(total=sum(len(t.items) for t in todo), unit="img", disable=not progress, desc="sharding") as bar:
         for record in _run_tasks(plan.source, todo, out, sizes, workers, bar):
             records[f"{record['split']}-{record['shard']:06d}"] = record
-    _remove_foreign_shards(out, plan.tasks)
-    manifest = build_manifest([records[t.stem] for t in plan.tasks], catalog=plan.catalog,
+    written = [records[t.stem] for t in plan.tasks]
+    _remove_foreign_shards(out, written)
+    manifest = build_manifest(written, catalog=plan.catalog,
                               source=plan.source.describe(), settings=plan.settings, plan_digest=plan.digest)
     write_manifest(out, manifest)
     shutil.rmtree(out / STATE_DIR, ignore_errors=True)

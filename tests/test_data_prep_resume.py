@@ -18,6 +18,7 @@ from data_prep.shard import shard_dataset
 from data_prep.shard_writer import STATE_DIR
 from data_prep.synth import make_synthetic
 from data_prep.verify import verify_shards
+from tests.data_prep_fixtures import gradient, png_bytes, read_shard
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,3 +105,21 @@ def test_a_torn_shard_is_redone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar") if p != torn} == intact
     for path in reference.iterdir():
         assert (out / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_shard_left_without_samples_loses_its_old_files(tmp_path: Path) -> None:
+    """A planned shard whose images all fail now writes no tar, so the tar of an earlier run under
+    the same name survived and verify reported it as not listed in the manifest."""
+    source = tmp_path / "mine"
+    source.mkdir()
+    for i in range(4):
+        (source / f"img{i}.png").write_bytes(png_bytes(gradient(96, seed=i)))
+    out = tmp_path / "out"
+    settings = dict(val_fraction=0.0, test_fraction=0.0, samples_per_shard=2, workers=1, progress=False)
+    shard_dataset(source, out, **settings)
+    for key in read_shard(out / "train-000001.tar"):
+        (source / f"{key}.png").write_bytes(b"not a png")
+    manifest = shard_dataset(source, out, overwrite=True, **settings)
+    assert [s["file"] for s in manifest["shards"]] == ["train-000000.tar"] and manifest["counts"]["skipped"] == 2
+    assert not (out / "train-000001.tar").exists() and not (out / "train-000001.idx").exists()
+    assert verify_shards(out) == []
