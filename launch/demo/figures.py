@@ -5,7 +5,6 @@ benchmarks' JSON); this module only arranges and draws them.
 """
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from benchmarks.quality_figure import most_detailed_crop
+from benchmarks.train_bench import read_scalars
 from launch.demo.plots import bar_chart, font, line_chart
 
 ERROR_GAIN = 8.0  # |error| x8: 1/8 of full scale reads as white
@@ -76,29 +76,12 @@ def comparison_figure(path: Path, rows: list[Restoration], crop_px: int) -> Path
     return path
 
 
-def read_scalars(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
-    """``tag -> [(step, value)]`` from the run's tensorboard events; the metrics CSV when there are none."""
-    try:
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-        accumulator = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
-        accumulator.Reload()
-        scalars = {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)]
-                   for tag in accumulator.Tags().get("scalars", [])}
-    except Exception:  # no tensorboard, or unreadable events: the CSV still has validation
-        scalars = {}
-    if not any(tag.startswith("val/") for tag in scalars) and (run_dir / "metrics.csv").exists():
-        with open(run_dir / "metrics.csv", newline="") as handle:
-            for row in csv.DictReader(handle):
-                for name in ("psnr_db", "bicubic_psnr_db", "ssim", "consistency_psnr_db"):
-                    if row.get(name):
-                        scalars.setdefault(f"val/{name}", []).append((float(row["step"]), float(row[name])))
-    return scalars
-
-
 def loss_figures(out_dir: Path, run_dir: Path, pretrain_steps: int) -> list[Path]:
-    """Training losses (log scale) and validation PSNR against bicubic, from the run's logs."""
-    scalars = read_scalars(run_dir)
+    """Training losses (log scale) and validation PSNR against bicubic, from the run's tensorboard scalars.
+
+    ``read_scalars`` keeps the resumed value of a step logged twice: the demo trains with --resume.
+    """
+    scalars = {tag: sorted(values.items()) for tag, values in read_scalars(run_dir).items()}
     losses = {tag.split("/", 1)[1]: values for tag, values in sorted(scalars.items())
               if tag.startswith("train/") and tag.split("/", 1)[1] in ("g_pixel", "g_adversarial", "d_loss")}
     validation = {label: scalars.get(f"val/{tag}", []) for tag, label in

@@ -4,33 +4,23 @@ The test split is patient-disjoint from training (CONTRACTS §2), so these image
 """
 from __future__ import annotations
 
-import json
-import tarfile
 from pathlib import Path
 
-from data_prep.manifest import MANIFEST_NAME
+from data_prep.atomic import write_bytes_atomic
+from dist_train.data.shardset import load_split
+from dist_train.data.shards_torch import read_png
 
 
 def extract_test_split(shards: Path, out: Path, limit: int) -> list[Path]:
-    """Writes up to ``limit`` test-split PNGs of ``shards`` to ``out`` (sorted by key); returns them."""
-    manifest = json.loads((Path(shards) / MANIFEST_NAME).read_text())
-    tars = sorted(entry["file"] for entry in manifest["shards"] if entry["split"] == "test")
-    if not tars:
-        raise ValueError(f"{shards}: the shard set has no test split to benchmark on")
+    """Writes up to ``limit`` test-split PNGs of ``shards`` to ``out`` (sorted by key); returns them.
+
+    Raises ``ShardSetError`` (a ValueError) when the shard set has no test split to benchmark on.
+    """
+    refs = load_split(shards, "test").sample_refs()[:limit]
     out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    for name in tars:
-        with tarfile.open(Path(shards) / name) as archive:
-            for member in archive:
-                if not member.name.endswith(".png"):
-                    continue
-                target = out / Path(member.name).name
-                data = archive.extractfile(member)
-                assert data is not None
-                tmp = target.with_name(target.name + ".tmp")
-                tmp.write_bytes(data.read())
-                tmp.replace(target)
-                written.append(target)
-                if len(written) == limit:
-                    return sorted(written)
+    written = []
+    for ref in refs:
+        target = out / f"{Path(ref.key).name}.png"
+        write_bytes_atomic(target, read_png(ref))
+        written.append(target)
     return sorted(written)

@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from data_prep.manifest import MANIFEST_NAME
 from launch.demo.settings import DemoSettings
 from launch.demo.steps import Step, StepContext
 
@@ -121,7 +122,7 @@ class DemoPipeline:
         ctx.run(cxr_sr("prep", "shard", "--source", self.s.images or str(self.p.synth), "--out", str(self.p.shards),
                        "--quiet", "--workers", "2", "--samples-per-shard", "200", "--val-fraction", "0.2"),
                 echo=r"images /")
-        counts = json.loads((self.p.shards / "manifest.json").read_text())["counts"]
+        counts = json.loads((self.p.shards / MANIFEST_NAME).read_text())["counts"]
         # dist_train's DALI validation reader fails when the val split has fewer images than ranks
         if counts["val"] < self.s.nproc or counts["test"] < 1 or counts["train"] < 1:
             raise ValueError(f"the shards have {counts['train']} train, {counts['val']} val and {counts['test']} "

@@ -12,10 +12,12 @@ from typing import Any
 import numpy as np
 
 from benchmarks.bench_report import markdown_table
+from data_prep.atomic import write_bytes_atomic
 from launch.demo.figures import (Restoration, comparison_figure, consistency_figure, loss_figures,
                                  throughput_figure)
 from launch.demo.pipeline import RADIOGRAPH_NAME, DemoPaths
 from launch.demo.settings import DemoSettings
+from launch.demo.steps import read_marker
 
 DATASETS = {"holdback": "held-back test split", "radiograph": f"real radiograph {RADIOGRAPH_NAME}"}
 THROUGHPUT_OF = {"model": "torchscript", "bicubic": "bicubic_torch"}
@@ -89,9 +91,8 @@ def _markers(settings: DemoSettings, paths: DemoPaths) -> dict[str, dict[str, An
     """The completion markers of the steps, in pipeline order."""
     from launch.demo.pipeline import build_steps
 
-    folder = paths.out / ".demo" / "steps"
-    names = [step.name for step in build_steps(settings, paths)]
-    return {name: _read(folder / f"{name}.json") for name in names if (folder / f"{name}.json").exists()}
+    records = {step.name: read_marker(paths.out, step.name) for step in build_steps(settings, paths)}
+    return {name: record for name, record in records.items() if record is not None}
 
 
 def _cpp_line(cpp: dict[str, Any]) -> str:
@@ -180,9 +181,7 @@ Tensorboard: `tensorboard --logdir {paths.run / 'tensorboard'}`; validation rows
 - benchmark JSON: `{paths.bench}`
 - logs: `{paths.out / 'logs'}`
 """
-    tmp = paths.report.with_name(paths.report.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(paths.report)
+    write_bytes_atomic(paths.report, text.encode())
     return paths.report
 
 

@@ -57,6 +57,3 @@ class DemoSettings:
         """Changes whenever a setting does: completed steps are reused only under the same digest."""
         plain = asdict(self) | {"images": str(Path(self.images).resolve()) if self.images else ""}
         return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
-
-    def as_dict(self) -> dict:
-        return asdict(self)

@@ -1,7 +1,7 @@
 """Running the demo's steps: progress on the console, one log file each, a marker when complete.
 
 A step is complete when its marker ``OUT/.demo/steps/NAME.json`` exists with the current settings
-digest; the marker is written atomically (temp file + rename) only after the step succeeded, so
+digest; the marker is written atomically (``data_prep.atomic``) only after the step succeeded, so
 an interrupted step simply runs again (the commands it calls resume where they can). Once one
 step runs, every later step runs too, since its inputs may have changed. A failing step raises
 ``StepFailed``, whose message names the step and its log.
@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from data_prep.atomic import atomic_open
+
 
 class StepFailed(RuntimeError):
     """A step did not complete; ``str()`` names it and the log file to read."""
@@ -28,6 +30,19 @@ class StepFailed(RuntimeError):
     def __init__(self, step: str, log: Path, problem: str):
         super().__init__(f"step '{step}' failed: {problem}; see {log}")
         self.step, self.log = step, log
+
+
+def marker_path(out: Path, name: str) -> Path:
+    """Where step ``name`` of the demo writing to ``out`` leaves its completion marker."""
+    return Path(out) / ".demo" / "steps" / f"{name}.json"
+
+
+def read_marker(out: Path, name: str) -> dict[str, Any] | None:
+    """The marker of step ``name`` (digest, seconds, finished, results) whatever its digest; None if absent."""
+    try:
+        return json.loads(marker_path(out, name).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 @dataclass
@@ -89,30 +104,18 @@ class StepRunner:
 
     def __init__(self, out: Path, digest: str, console: TextIO = sys.stderr):
         self.out, self.digest, self.console = Path(out), digest, console
-        self.marker_dir = self.out / ".demo" / "steps"
         self.log_dir = self.out / "logs"
-        self.results: dict[str, dict[str, Any]] = {}
-        self.timings_s: dict[str, float] = {}
-
-    def marker(self, name: str) -> Path:
-        return self.marker_dir / f"{name}.json"
 
     def completed(self, name: str) -> dict[str, Any] | None:
         """The marker of a step completed under the current settings, else None."""
-        try:
-            record = json.loads(self.marker(name).read_text())
-        except (OSError, ValueError):
-            return None
-        return record if record.get("digest") == self.digest else None
+        record = read_marker(self.out, name)
+        return record if record is not None and record.get("digest") == self.digest else None
 
     def _write_marker(self, name: str, record: dict[str, Any]) -> None:
-        self.marker_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.marker(name).with_suffix(".json.tmp")
-        with open(tmp, "w") as handle:
+        path = marker_path(self.out, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_open(path, "w", durable=True) as handle:
             json.dump(record, handle, indent=2, default=str)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.marker(name))
 
     def run_all(self, steps: list[Step]) -> None:
         rerun_from_here = False
@@ -120,20 +123,18 @@ class StepRunner:
             header = f"[{number}/{len(steps)}] {step.name}: {step.title}"
             record = None if rerun_from_here else self.completed(step.name)
             if record is not None:
-                self.results[step.name] = record.get("results", {})
-                self.timings_s[step.name] = float(record.get("seconds", 0.0))
                 print(f"{header} -- complete from an earlier run, reused", file=self.console, flush=True)
                 continue
             rerun_from_here = True
             print(header, file=self.console, flush=True)
-            self.results[step.name] = self._run_one(step)
+            self._run_one(step)
 
-    def _run_one(self, step: Step) -> dict[str, Any]:
+    def _run_one(self, step: Step) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         context = StepContext(step.name, self.out, self.log_dir / f"{step.name}.log", self.console,
                               results={})
         context.log_path.write_text(f"# cxr-sr demo step '{step.name}': {step.title}\n")
-        self.marker(step.name).unlink(missing_ok=True)
+        marker_path(self.out, step.name).unlink(missing_ok=True)
         start_s = time.perf_counter()
         try:
             step.action(context)
@@ -144,10 +145,8 @@ class StepRunner:
                 traceback.print_exc(file=log)
             raise StepFailed(step.name, context.log_path, f"{type(exc).__name__}: {exc}") from exc
         seconds = time.perf_counter() - start_s
-        self.timings_s[step.name] = seconds
         self._write_marker(step.name, {
             "step": step.name, "digest": self.digest, "seconds": round(seconds, 2),
             "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "results": context.results})
         print(f"    done in {seconds:.1f} s", file=self.console, flush=True)
-        return context.results
