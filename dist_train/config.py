@@ -60,6 +60,8 @@ class LossConfig:
     def __post_init__(self):
         _one_of(self.pixel, ("l1", "mse"), "loss.pixel")
         _one_of(self.adversarial, ("bce", "ragan"), "loss.adversarial")
+        from dist_train.perceptual import vgg19_layer_names
+        _one_of(self.perceptual_layer, tuple(vgg19_layer_names()), "loss.perceptual_layer")
         for name in ("pixel_weight", "perceptual_weight", "adversarial_weight", "tv_weight"):
             _require(getattr(self, name) >= 0, f"loss.{name}", "must be >= 0 (0 switches the term off)")
 

@@ -40,6 +40,11 @@ def pick_device(requested: str, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
+def _comm_backend(comm: str, device: torch.device) -> str:
+    """``dist.comm``: auto means nccl on a GPU and gloo on the CPU."""
+    return comm if comm != "auto" else ("nccl" if device.type == "cuda" else "gloo")
+
+
 def init_distributed(device_request: str = "auto", comm: str = "auto", timeout_s: int = 600) -> DistEnv:
     """Join the process group described by the launcher's environment (or none when alone)."""
     rank = int(os.environ.get("RANK", 0))
@@ -49,8 +54,7 @@ def init_distributed(device_request: str = "auto", comm: str = "auto", timeout_s
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
-        backend = comm if comm != "auto" else ("nccl" if device.type == "cuda" else "gloo")
-        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s),
+        dist.init_process_group(backend=_comm_backend(comm, device), timeout=datetime.timedelta(seconds=timeout_s),
                                 device_id=device if device.type == "cuda" else None)
     return DistEnv(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
 
@@ -66,8 +70,7 @@ def ensure_process_group(env: DistEnv, comm: str = "auto", timeout_s: int = 600)
         raise RuntimeError("ensure_process_group: several ranks but no process group; call init_distributed first")
     for name, value in (("RANK", 0), ("LOCAL_RANK", 0), ("WORLD_SIZE", 1)):
         os.environ.setdefault(name, str(value))  # what a launcher would have set; DeepSpeed asserts them
-    backend = comm if comm != "auto" else ("nccl" if env.device.type == "cuda" else "gloo")
-    dist.init_process_group(backend=backend, store=dist.HashStore(), rank=0, world_size=1,
+    dist.init_process_group(backend=_comm_backend(comm, env.device), store=dist.HashStore(), rank=0, world_size=1,
                             timeout=datetime.timedelta(seconds=timeout_s))
 
 
@@ -88,9 +91,13 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def any_rank(flag: bool, device: torch.device) -> bool:
-    """True when the flag is set on at least one rank: every rank must call it."""
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
+def any_rank(flag: bool | torch.Tensor, device: torch.device) -> bool:
+    """True when the flag is set on at least one rank: every rank must call it.
+
+    A tensor flag stays on the device until the all-reduce, so the call waits on the device once.
+    """
+    value = flag.detach().reshape(1).to(device, torch.float32) if isinstance(flag, torch.Tensor) \
+        else torch.tensor([1.0 if flag else 0.0], device=device)
     return all_reduce_sum(value).item() > 0
 
 

@@ -29,9 +29,9 @@ class EMA:
             ema_buffer.copy_(buffer)
 
     def state_dict(self) -> dict:
-        return {"module": self.module.state_dict(), "updates": self.updates, "decay": self.decay}
+        return {"module": self.module.state_dict(), "updates": self.updates}
 
     def load_state_dict(self, state: dict) -> None:
+        """Weights and update count; the decay stays the configured one (it may change on resume)."""
         self.module.load_state_dict(state["module"])
         self.updates = state["updates"]
-        self.decay = state["decay"]

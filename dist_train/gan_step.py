@@ -36,8 +36,17 @@ def frozen(module: nn.Module):
             param.requires_grad_(flag)
 
 
-def _finite_everywhere(loss: torch.Tensor, backend: TrainBackend) -> bool:
-    return not distributed.any_rank(not bool(torch.isfinite(loss.detach()).item()), backend.env.device)
+def _record_and_check(named: dict[str, torch.Tensor], total: torch.Tensor, backend: TrainBackend,
+                      outcome: StepOutcome) -> bool:
+    """Add the loss values to ``outcome``; True when ``total`` is finite on every rank.
+
+    One wait on the device per network: the finiteness flag travels through the all-reduce as a
+    tensor and the values are copied to the host after it.
+    """
+    finite = not distributed.any_rank(~torch.isfinite(total.detach()), backend.env.device)
+    values = torch.stack([value.detach().float() for value in named.values()]).tolist()
+    outcome.losses.update(zip(named, values))
+    return finite
 
 
 def generator_step(backend: TrainBackend, objective: GeneratorLoss, lr_batch: torch.Tensor,
@@ -54,9 +63,8 @@ def generator_step(backend: TrainBackend, objective: GeneratorLoss, lr_batch: to
                     with torch.no_grad():
                         real_logits = discriminator(hr_batch)
         total, terms = objective(sr, hr_batch, fake_logits, real_logits)
-    outcome.losses.update({f"g_{name}": value.item() for name, value in terms.items()})
-    outcome.losses["g_total"] = total.item()
-    if _finite_everywhere(total, backend):
+    named = {f"g_{name}": value for name, value in terms.items()} | {"g_total": total}
+    if _record_and_check(named, total, backend, outcome):
         backend.backward("g", total)
         backend.step("g")
     else:
@@ -71,9 +79,8 @@ def discriminator_step(backend: TrainBackend, kind: str, sr_batch: torch.Tensor,
         logits = backend.forward("d", torch.cat([hr_batch, sr_batch.to(hr_batch.dtype)]))
         real_logits, fake_logits = logits.float().split(hr_batch.shape[0])
         loss = discriminator_loss(real_logits, fake_logits, kind)
-    outcome.losses.update({"d_loss": loss.item(), "d_real_logit": real_logits.mean().item(),
-                           "d_fake_logit": fake_logits.mean().item()})
-    if _finite_everywhere(loss, backend):
+    named = {"d_loss": loss, "d_real_logit": real_logits.mean(), "d_fake_logit": fake_logits.mean()}
+    if _record_and_check(named, loss, backend, outcome):
         backend.backward("d", loss)
         backend.step("d")
     else:

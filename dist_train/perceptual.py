@@ -23,15 +23,14 @@ class VGGWeightsMissing(FileNotFoundError):
 def vgg19_layer_names() -> list[str]:
     """Names of torchvision's ``vgg19().features`` layers in order: conv1_1, relu1_1, ..., pool5."""
     names, block, conv = [], 1, 1
-    for layer in torchvision.models.vgg19(weights=None).features:
-        if isinstance(layer, nn.Conv2d):
-            names.append(f"conv{block}_{conv}")
-        elif isinstance(layer, nn.ReLU):
-            names.append(f"relu{block}_{conv}")
-            conv += 1
-        else:
+    # torchvision builds vgg19().features from this list: a width is conv + ReLU, "M" a max-pool
+    for entry in torchvision.models.vgg.cfgs["E"]:
+        if entry == "M":
             names.append(f"pool{block}")
             block, conv = block + 1, 1
+        else:
+            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
+            conv += 1
     return names
 
 

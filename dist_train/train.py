@@ -10,6 +10,7 @@ import sys
 from dist_train import distributed
 from dist_train.checkpoint import CheckpointError
 from dist_train.config import ConfigError, load_config
+from dist_train.data.shardset import ShardSetError
 from dist_train.perceptual import VGGWeightsMissing
 
 
@@ -46,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         code = trainer.train()
         trainer.close()
         return code
-    except (ConfigError, VGGWeightsMissing, FileNotFoundError, CheckpointError, TooManyBadSteps) as err:
+    except (ConfigError, VGGWeightsMissing, FileNotFoundError, CheckpointError, ShardSetError,
+            TooManyBadSteps) as err:
         print(f"cxr-sr train: {err}", file=sys.stderr)
         return 1
     finally:

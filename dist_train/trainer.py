@@ -5,6 +5,7 @@ data position per rank). It never tests the backend or the data source: those pl
 """
 from __future__ import annotations
 
+import collections
 import signal
 import time
 from pathlib import Path
@@ -13,7 +14,8 @@ import torch
 
 from dist_train import distributed
 from dist_train.backends import build_backend
-from dist_train.checkpoint import TRAINER_FILE, latest_checkpoint, load_file, save_checkpoint, torch_save_atomic
+from dist_train.checkpoint import (TRAINER_FILE, CheckpointError, latest_checkpoint, load_file, save_checkpoint,
+                                   torch_save_atomic)
 from dist_train.config import Config, config_to_plain, save_config
 from dist_train.data import build_train_loader, build_val_loader
 from dist_train.degradation import bicubic_upsample
@@ -27,7 +29,10 @@ from dist_train.perceptual import build_vgg19_features
 from dist_train.precision import Precision
 from dist_train.run_logger import RunLogger
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+# Preemption (SIGTERM), SLURM's time-limit warning (SIGUSR1), Ctrl-C, a lost terminal and SIGQUIT:
+# each writes a checkpoint and exits 0. launch/commands.py has torchrun forward exactly these.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+LOSS_HISTORY_STEPS = 10_000
 _TRAINER_KEYS = {"step", "config", "ema", "generator", "bad_steps", "metrics"}
 _RANK_KEYS = {"rng", "data"}
 
@@ -58,7 +63,8 @@ class Trainer:
         self.step = 0
         self.bad_steps = {"total": 0, "consecutive": 0}
         self.metrics: dict[str, float] = {}
-        self.loss_history: list[dict[str, float]] = []  # per step on this rank, for tests and reports
+        # per step on this rank, for tests and reports; bounded so a long run does not grow without limit
+        self.loss_history: collections.deque[dict[str, float]] = collections.deque(maxlen=LOSS_HISTORY_STEPS)
         self._stop_signal: int | None = None
         if env.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -90,7 +96,7 @@ class Trainer:
             return False
         state = load_file(folder / TRAINER_FILE, _TRAINER_KEYS)
         if state["config"]["model"] != config_to_plain(self.cfg)["model"]:
-            raise RuntimeError(f"{folder}: saved with another model config; resume with the same model.*")
+            raise CheckpointError(f"{folder}: saved with another model config; resume with the same model.*")
         rank_state = load_file(folder / f"rank{self.env.rank}.pt", _RANK_KEYS)
         self.backend.load(folder)
         self.ema.load_state_dict(state["ema"])
@@ -155,8 +161,6 @@ class Trainer:
                 fetch_start = time.perf_counter()
                 lr_batch, hr_batch = self.train_batches.next_batch()
                 wait_s += time.perf_counter() - fetch_start
-                self.backend.module("g").train()
-                self.backend.module("d").train()
                 outcome = train_step(self.backend, self.objective, lr_batch, hr_batch,
                                      gan_phase=self.step >= cfg.pretrain_steps)
                 self.loss_history.append(outcome.losses)

@@ -10,12 +10,13 @@ import shutil
 import sys
 from pathlib import Path
 
+from dist_train.trainer import STOP_SIGNALS
 from launch.plan import LaunchError, LaunchPlan
 
 ENTRY_MODULE = "dist_train"
 # torchrun forwards these to the workers (torch >= 2.8 reads it; older ones forward SIGTERM/SIGINT
 # anyway), so a SLURM warning signal reaches the trainer, which checkpoints and exits 0.
-SIGNALS_TO_FORWARD = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
+SIGNALS_TO_FORWARD = ",".join(sig.name for sig in STOP_SIGNALS)
 SHUTDOWN_GRACE_S = 120  # torchrun waits this long for the workers' checkpoint before SIGKILL
 
 

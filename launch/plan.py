@@ -63,6 +63,8 @@ class LaunchPlan:
             raise LaunchError(f"--rdzv-endpoint {self.rdzv_endpoint!r}: give HOST:PORT")
         if self.launcher == "deepspeed" and self.nnodes > 1 and not (self.hosts or self.hostfile):
             raise LaunchError("--nnodes > 1 with deepspeed needs --hosts host1:8,host2:8 or --hostfile FILE")
+        if self.hosts and len(self.hosts) != self.nnodes:
+            raise LaunchError(f"--hosts names {len(self.hosts)} node(s) but --nnodes is {self.nnodes}: make them agree")
         for host in self.hosts:
             name, _, slots = host.partition(":")
             if not name or not slots.isdigit():

@@ -24,6 +24,7 @@ def test_bundled_config_with_typed_overrides():
     ("data.patch_px=98", "data.patch_px"),
     ("loss.adversarial_weight=-1", "loss.adversarial_weight"),
     ("model.batchnorm=maybe", "model.batchnorm"),
+    ("loss.perceptual_layer=relu9_9", "loss.perceptual_layer"),
 ])
 def test_bad_value_gives_one_line_error_naming_the_field(override, field):
     with pytest.raises(ConfigError) as error:

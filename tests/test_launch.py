@@ -56,6 +56,8 @@ def test_deepspeed_gets_a_hostfile_and_the_deepspeed_backend():
         LaunchPlan(launcher="deepspeed", nnodes=2)
     with pytest.raises(LaunchError, match="HOST:SLOTS"):
         LaunchPlan(launcher="deepspeed", hosts=("a",))
+    with pytest.raises(LaunchError, match="make them agree"):  # two hosts must not train on one node
+        LaunchPlan(launcher="deepspeed", hosts=("a:8", "b:8"))
 
 
 def test_slurm_script_requeues_on_preemption_and_always_resumes(tmp_path):

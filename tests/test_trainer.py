@@ -27,8 +27,9 @@ def test_short_run_lowers_pixel_loss_on_real_nih_patches(nih_sample_dir, tmp_pat
                       "data.val_max_images=1", "data.batch_size=4", "data.patch_px=64",
                       "model.global_residual=false", "optim.lr_g=0.002")
     trainer = Trainer(cfg, CPU)
+    start = trainer.train_batches.state_dict()
     probe = [trainer.train_batches.next_batch() for _ in range(3)]  # fixed patches, seen before training
-    trainer.train_batches.load_state_dict({"epoch": 0, "batch": 0})
+    trainer.train_batches.load_state_dict(start)
 
     def probe_loss() -> float:
         with torch.no_grad():
@@ -59,7 +60,7 @@ def test_resume_reproduces_the_uninterrupted_losses_exactly(synth_images, tmp_pa
     assert resumed.step == 8
     resumed.train()
     resumed.close()
-    assert resumed.loss_history == full.loss_history[8:]
+    assert list(resumed.loss_history) == list(full.loss_history)[8:]
     assert "d_loss" in resumed.loss_history[0]  # the resumed part is in the GAN phase
     for name, value in load_generator(tmp_path / "full")[0].state_dict().items():
         torch.testing.assert_close(load_generator(tmp_path / "resumed")[0].state_dict()[name], value,
@@ -129,3 +130,15 @@ def test_partial_checkpoint_is_never_taken_and_bad_files_are_named(synth_images,
     torch.save({"step": 1}, newest / "trainer.pt")
     with pytest.raises(CheckpointError, match="missing keys"):
         Trainer(_trajectory_config(tmp_path / "other", synth_images), CPU).resume(newest)
+
+
+def test_mid_epoch_position_is_refused_under_another_backend_or_world():
+    """A saved (epoch, batch) names other samples under another backend, world size or batch size."""
+    from dist_train.data.positioned import check_resumable
+
+    state = {"epoch": 1, "batch": 3, "backend": "folder", "world_size": 2, "batch_size": 4}
+    check_resumable(state, "folder", 2, 4)
+    for backend, world_size, batch_size in (("torch", 2, 4), ("folder", 1, 4), ("folder", 2, 8)):
+        with pytest.raises(CheckpointError, match="cannot resume mid-epoch"):
+            check_resumable(state, backend, world_size, batch_size)
+    check_resumable(state | {"batch": 0}, "torch", 1, 8)  # an epoch boundary means the same everywhere

@@ -12,14 +12,14 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from data_prep.image_io import read_gray8
+from data_prep.image_io import DICOM_SUFFIXES, read_gray8
 from dist_train.config import Config
 from dist_train.data import sampling
 from dist_train.data.positioned import PositionedTrainLoader
 from dist_train.data.samples import augment_patch, val_crop
 from dist_train.data.shards_torch import lr_hr_batch
 
-IMAGE_SUFFIXES = (".png", ".dcm")
+IMAGE_SUFFIXES = (".png", *DICOM_SUFFIXES)
 
 
 def list_images(folder: Path) -> list[Path]:

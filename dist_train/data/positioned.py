@@ -26,13 +26,15 @@ class PositionsFrom(Sampler):
                 epoch, batch = epoch + 1, 0
 
 
-def check_resumable(state: dict, world_size: int, batch_size: int) -> None:
-    """A saved position means the same batches only under the same world size and batch size."""
-    saved = (state.get("world_size", world_size), state.get("batch_size", batch_size))
-    if saved != (world_size, batch_size) and int(state["batch"]) != 0:
-        raise ValueError(f"data position saved with (world_size, batch_size) = {saved} cannot resume "
-                         f"mid-epoch under {(world_size, batch_size)}; resume with the same number "
-                         "of processes and data.batch_size")
+def check_resumable(state: dict, backend: str, world_size: int, batch_size: int) -> None:
+    """A saved position means the same batches only under the same backend, world size and batch size."""
+    from dist_train.checkpoint import CheckpointError
+
+    saved = (state["backend"], state["world_size"], state["batch_size"])
+    if saved != (backend, world_size, batch_size) and int(state["batch"]) != 0:
+        raise CheckpointError(f"data position saved with (data.backend, world size, data.batch_size) = {saved} "
+                              f"cannot resume mid-epoch under {(backend, world_size, batch_size)}; resume with "
+                              "the same ones")
 
 
 class PositionedTrainLoader:
@@ -73,7 +75,7 @@ class PositionedTrainLoader:
                 "world_size": self._world_size, "batch_size": self._batch_size}
 
     def load_state_dict(self, state: dict) -> None:
-        check_resumable(state, self._world_size, self._batch_size)
+        check_resumable(state, self._backend, self._world_size, self._batch_size)
         self.close()
         self._epoch, self._batch = int(state["epoch"]), int(state["batch"])
 

@@ -19,6 +19,7 @@ One plan serves every backend (folder, torch, dali) so that their epochs mean th
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -59,6 +60,7 @@ def pipeline_seed(seed: int, rank: int, epoch: int) -> int:
     return int(_seed(seed, _DALI_STREAM, rank, epoch).generate_state(1)[0] & 0x7FFFFFFF)
 
 
+@functools.lru_cache(maxsize=4)  # batch_indices asks for the same epoch's plan once per batch
 def epoch_indices(n_samples: int, rank: int, world_size: int, epoch: int, seed: int,
                   batch_size: int, shuffle: bool = True) -> np.ndarray:
     """The sample indices rank ``rank`` reads in ``epoch``, padded to whole batches, in order."""
@@ -67,7 +69,9 @@ def epoch_indices(n_samples: int, rank: int, world_size: int, epoch: int, seed: 
     if shuffle:
         chunk = np.random.default_rng(_seed(seed, _ORDER_STREAM, rank, epoch)).permutation(chunk)
     total = batches_per_epoch(n_samples, world_size, batch_size) * batch_size
-    return np.resize(chunk, total)  # np.resize repeats the chunk cyclically to fill the tail
+    order = np.resize(chunk, total)  # np.resize repeats the chunk cyclically to fill the tail
+    order.flags.writeable = False  # cached: shared by every caller
+    return order
 
 
 def batch_indices(n_samples: int, rank: int, world_size: int, epoch: int, batch: int, seed: int,

@@ -38,7 +38,7 @@ except ImportError as err:  # a machine without DALI: say how to go on
     raise ImportError(f"data.backend=dali needs NVIDIA DALI ({err}); `pip install "
                       "nvidia-dali-cuda130` or set data.backend=torch") from err
 
-from dist_train.config import Config
+from dist_train.config import Config, ConfigError
 from dist_train.data import sampling
 from dist_train.data.positioned import check_resumable
 from dist_train.data.shardset import SplitShards, load_split
@@ -51,8 +51,8 @@ def _dali_device(cfg: Config, device: torch.device) -> tuple[str, int | None]:
     machine without a GPU: any integer fails there, even for CPU-only pipelines."""
     if cfg.data.device == "gpu":
         if device.type != "cuda":
-            raise ValueError("data.device=gpu decodes on the GPU and needs train.device cuda; "
-                             "set data.device=cpu")
+            raise ConfigError("config field 'data.device': gpu decodes on the GPU and needs train.device "
+                              "cuda; set data.device=cpu")
         return "gpu", device.index if device.index is not None else torch.cuda.current_device()
     return "cpu", None
 
@@ -171,7 +171,7 @@ class DaliTrainLoader:
 
     def load_state_dict(self, state: dict) -> None:
         """Continue at ``state``'s position; the plan must be the one that wrote it."""
-        check_resumable(state, self._world_size, self._cfg.data.batch_size)
+        check_resumable(state, "dali", self._world_size, self._cfg.data.batch_size)
         self._epoch, self._batch = int(state["epoch"]), int(state["batch"])
         self._pipe = None
 

@@ -11,8 +11,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from data_prep.manifest import MANIFEST_NAME
+
 SPLITS = ("train", "val", "test")
-MANIFEST_NAME = "manifest.json"
 
 
 class ShardSetError(ValueError):
