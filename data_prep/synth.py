@@ -8,15 +8,14 @@ so every code path that handles the real download handles this too. Image `i` de
 from __future__ import annotations
 
 import csv
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from data_prep.atomic import atomic_open, write_bytes_atomic, write_json_atomic
+from data_prep.image_io import encode_png_gray8
 from data_prep.phantom import Anatomy, render_phantom
 
 METADATA_NAME = "Data_Entry_2017.csv"
@@ -83,12 +82,6 @@ def metadata_row(item: SynthImage, seed: int, size_px: int) -> list[str]:
             view, str(size_px), str(size_px), "0.143", "0.143", ""]
 
 
-def _png_bytes(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=3)
-    return buffer.getvalue()
-
-
 def _claim_folder(out: Path, settings: dict) -> None:
     """Refuse to resume into a folder made with other settings (its images would be mixed in)."""
     marker = out / SETTINGS_NAME
@@ -119,7 +112,7 @@ def make_synthetic(out: Path, n: int, seed: int = 0, size_px: int = 1024) -> Pat
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / item.name
         if not path.exists():
-            write_bytes_atomic(path, _png_bytes(render_image(item, seed, size_px)))
+            write_bytes_atomic(path, encode_png_gray8(render_image(item, seed, size_px)))
     with atomic_open(out / METADATA_NAME, "w") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(CSV_HEADER)

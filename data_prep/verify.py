@@ -44,12 +44,9 @@ def _iter_samples(tar_path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
 
 
 def _sha256_of(path: Path) -> str:
-    """Hash a shard in 1 MiB blocks (shards are hundreds of MB)."""
-    digest = hashlib.sha256()
+    """SHA-256 of a shard, read in blocks (shards are hundreds of MB)."""
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _check_index(tar_path: Path, idx_path: Path) -> list[str]:
