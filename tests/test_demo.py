@@ -64,6 +64,19 @@ def test_summary_shows_model_against_bicubic_on_both_datasets(quick_demo):
         assert len(cells) == 7 and all(re.fullmatch(r"[0-9.]+", c) for c in cells), rows[method]
 
 
+def test_holdback_is_the_test_split_byte_for_byte(quick_demo):
+    """The benchmarked images are the first test-split samples (patients never trained on), unchanged."""
+    from dist_train.data.shardset import load_split
+    from dist_train.data.shards_torch import read_png
+
+    out, _ = quick_demo
+    written = sorted((out / "holdback").glob("*.png"))
+    refs = load_split(out / "shards", "test").sample_refs()[:len(written)]
+    assert written and [path.stem for path in written] == sorted(ref.key for ref in refs)
+    by_key = {ref.key: ref for ref in refs}
+    assert all(path.read_bytes() == read_png(by_key[path.stem]) for path in written)
+
+
 def test_rerun_reuses_completed_steps(quick_demo):
     """A second run with the same settings reuses every step and prints the same table."""
     out, first = quick_demo
