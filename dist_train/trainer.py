@@ -59,6 +59,7 @@ class Trainer:
             feature_net = build_vgg19_features(cfg.loss.perceptual_layer, cfg.loss.perceptual_weights)
         self.objective = GeneratorLoss(cfg.loss, feature_net).to(env.device)
         self.train_batches = build_train_loader(cfg, env.rank, env.world_size, env.device)
+        self.val_batches = build_val_loader(cfg, env.rank, env.world_size, env.device)
         self.logger = RunLogger(self.run_dir, env.is_main)
         self.step = 0
         self.bad_steps = {"total": 0, "consecutive": 0}
@@ -112,7 +113,7 @@ class Trainer:
         """Protocol metrics of the EMA generator (fp32) over the whole validation split, all ranks."""
         model, scale = self.ema.module.eval(), self.cfg.model.scale
         accumulator, first = MetricAccumulator(), None
-        for lr, hr in build_val_loader(self.cfg, self.env.rank, self.env.world_size, self.env.device):
+        for lr, hr in self.val_batches:
             sr = model(lr.float())
             accumulator.add(evaluate(sr, hr, lr, scale))
             first = first or (lr, sr, hr)

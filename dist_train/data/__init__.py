@@ -6,8 +6,8 @@ Every backend offers the same two things, so the training loop never changes wit
   (float32 ``N x 1 x h x w`` and ``N x 1 x H x W`` in [0, 1] on the device; epochs roll over
   internally), ``state_dict()`` / ``load_state_dict()`` for the position of the next batch, and
   ``close()``.
-* ``build_val_loader(...)`` -> an iterable of (lr, hr) pairs: this rank's disjoint part of the
-  validation split, no augmentation.
+* ``build_val_loader(...)`` -> a re-iterable of (lr, hr) pairs: this rank's disjoint part of the
+  validation split, no augmentation; the trainer builds it once and iterates it at every validation.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from dist_train.config import Config
 # data.backend -> (module, its train-loader builder, its validation builder); imported on use so
 # that a machine without DALI can still train with the other backends.
 _BACKENDS = {
-    "folder": ("dist_train.data.folder", "build_folder_train_loader", "folder_val_batches"),
+    "folder": ("dist_train.data.folder", "build_folder_train_loader", "FolderValLoader"),
     "torch": ("dist_train.data.shards_torch", "build_torch_train_loader", "TorchValLoader"),
     "dali": ("dist_train.data.shards_dali", "DaliTrainLoader", "DaliValLoader"),
 }

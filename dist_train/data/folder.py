@@ -68,10 +68,19 @@ def build_folder_train_loader(cfg: Config, rank: int, world_size: int, device: t
                                  cfg.data.batch_size)
 
 
-def folder_val_batches(cfg: Config, rank: int, world_size: int, device: torch.device):
-    """This rank's validation images one at a time (sizes may differ), as (lr, hr) pairs."""
-    _, paths = split_paths(cfg)
-    for index in sampling.val_indices(len(paths), rank, world_size, cfg.data.val_max_images):
-        hr = val_crop(read_gray8(paths[index])[0], cfg.data.val_crop_px, cfg.model.scale)
-        lr, hr_tensor = lr_hr_batch([hr], cfg.model.scale)
-        yield lr.to(device), hr_tensor.to(device)
+class FolderValLoader:
+    """This rank's validation images one at a time (sizes may differ), as (lr, hr) pairs.
+
+    The folder is listed once; every iteration decodes the same images again.
+    """
+
+    def __init__(self, cfg: Config, rank: int, world_size: int, device: torch.device):
+        _, paths = split_paths(cfg)
+        self.paths = [paths[i] for i in sampling.val_indices(len(paths), rank, world_size, cfg.data.val_max_images)]
+        self.cfg, self.device = cfg, device
+
+    def __iter__(self):
+        for path in self.paths:
+            hr = val_crop(read_gray8(path)[0], self.cfg.data.val_crop_px, self.cfg.model.scale)
+            lr, hr_tensor = lr_hr_batch([hr], self.cfg.model.scale)
+            yield lr.to(self.device), hr_tensor.to(self.device)
