@@ -38,6 +38,22 @@ def _parity_images(paths: list[Path], limit: int = 2) -> list:
     return [torch.from_numpy(read_image(p).to_unit()) for p in collect_inputs(paths)[:limit]]
 
 
+def _export_targets(out: Path, export_format: str) -> list[tuple[Path, str]]:
+    """(file, format) pairs to write; ValueError when --out's suffix would make the file unloadable.
+
+    `load_exported` picks the loader by suffix, so a .pt2 package must end in .pt2 and a
+    TorchScript file must not.
+    """
+    is_pt2_name = out.suffix == ".pt2"
+    if export_format == "pt2" and not is_pt2_name:
+        raise ValueError(f"--format pt2 writes an AOTInductor package, which must be named *.pt2, not {out.name}")
+    if export_format in ("torchscript", "both") and is_pt2_name:
+        raise ValueError(f"--format {export_format} writes TorchScript at --out, which must not be named *.pt2 "
+                         f"(use {out.with_suffix('.pt').name}, or --format pt2)")
+    return {"torchscript": [(out, "torchscript")], "pt2": [(out, "pt2")],
+            "both": [(out, "torchscript"), (out.with_suffix(".pt2"), "pt2")]}[export_format]
+
+
 def run_export(args: argparse.Namespace) -> int:
     """Loads the checkpoint, exports, prints the parity summary; 1 on any failure."""
     from dist_train.checkpoint import CheckpointError, load_generator
@@ -46,8 +62,9 @@ def run_export(args: argparse.Namespace) -> int:
     from export.wrapper import infer_scale
 
     try:
+        targets = _export_targets(args.out, args.format)
         generator, info = load_generator(args.run_dir, ema=not args.raw, checkpoint=args.checkpoint)
-    except (CheckpointError, OSError) as exc:
+    except (ValueError, CheckpointError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     scale = infer_scale(generator)
@@ -56,13 +73,9 @@ def run_export(args: argparse.Namespace) -> int:
     except ValueError as exc:  # ImageDecodeError: one line naming the file
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    model_config = info.get("config", {}).get("model", info.get("config", {}))
-    targets = {"torchscript": [args.out], "pt2": [args.out],
-               "both": [args.out, args.out.with_suffix(".pt2")]}[args.format]
-    for target in targets:
-        export_format = "pt2" if target.suffix == ".pt2" or args.format == "pt2" else "torchscript"
-        meta = build_meta(scale, model_config, info.get("step"), info.get("metrics"),
-                          weights=info.get("weights", "raw" if args.raw else "ema"), export_format=export_format)
+    for target, export_format in targets:
+        meta = build_meta(scale, info["config"]["model"], info["step"], info["metrics"],
+                          weights=info["weights"], export_format=export_format)
         try:
             if export_format == "pt2":
                 from export.pt2 import export_pt2
@@ -75,7 +88,7 @@ def run_export(args: argparse.Namespace) -> int:
         except ParityError as exc:
             print(f"error: {target}: {exc}", file=sys.stderr)
             return 1
-        print(f"{target}: {export_format}, x{scale}, step {info.get('step')}; {report.summary()}")
+        print(f"{target}: {export_format}, x{scale}, step {info['step']}; {report.summary()}")
     return 0
 
 

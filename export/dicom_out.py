@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from data_prep.atomic import atomic_open
+
 MAX_DICOM_SIDE_PX = 65535  # Rows and Columns are US (16-bit) attributes
 # spacing attributes whose values describe the pixel grid and so shrink by the scale
 SPACING_KEYWORDS = ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing")
@@ -68,7 +70,6 @@ def upscaled_dataset(source: Any, stored: np.ndarray, scale: int, description: s
 
 
 def write_dicom(path: Path, dataset: Any) -> None:
-    """Writes `dataset` atomically (temp name, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    dataset.save_as(tmp, enforce_file_format=True)
-    tmp.replace(path)
+    """Writes `dataset` atomically (temp name, then rename; no temp file left on failure)."""
+    with atomic_open(path) as handle:
+        dataset.save_as(handle, enforce_file_format=True)

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from data_prep.atomic import tmp_path_for
 from export.meta import META_FILE, dumps
 from export.parity import ParityReport, check_parity, random_inputs
 from export.wrapper import ClampedGenerator
@@ -32,6 +33,8 @@ def export_pt2(generator: nn.Module, meta: dict[str, Any], out: Path,
     """Exports, compiles and packages the clamped generator; parity-checked against eager.
 
     Compiling needs a C++ compiler (and, for CUDA, the CUDA toolkit) on the exporting machine.
+    `out` is written under a temporary name and renamed only after parity passes on the package
+    as written, so it is either complete or absent, and no temporary file outlives a failure.
     """
     scale = int(meta["scale"])
     torch_device = torch.device(device)
@@ -44,14 +47,18 @@ def export_pt2(generator: nn.Module, meta: dict[str, Any], out: Path,
         program = torch.export.export(wrapped, (example,), dynamic_shapes={"x": {0: batch, 2: height, 3: width}})
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.pt2")
+    # AOTInductor wants a package path ending in .pt2, so data_prep.atomic's name gets one more suffix
+    tmp = tmp_path_for(out).with_suffix(".tmp.pt2")
     meta = {**meta, "format": "pt2", "device": str(torch_device)}
-    torch._inductor.aoti_compile_and_package(
-        program, package_path=str(tmp), inductor_configs={"aot_inductor.metadata": {META_FILE: dumps(meta)}})
-    loaded, _ = load_pt2(tmp, torch_device)
-    inputs = [(name, x.to(torch_device)) for name, x in random_inputs() + list(parity_inputs or [])]
-    report = check_parity(wrapped, loaded, inputs, tolerance=PT2_TOLERANCE)
-    os.replace(tmp, out)
+    try:
+        torch._inductor.aoti_compile_and_package(
+            program, package_path=str(tmp), inductor_configs={"aot_inductor.metadata": {META_FILE: dumps(meta)}})
+        loaded, _ = load_pt2(tmp, torch_device)
+        inputs = [(name, x.to(torch_device)) for name, x in random_inputs() + list(parity_inputs or [])]
+        report = check_parity(wrapped, loaded, inputs, tolerance=PT2_TOLERANCE)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return report
 
 

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from data_prep.atomic import write_bytes_atomic
 
 
 @dataclass
@@ -51,16 +54,21 @@ def summary(results: list[ImageResult]) -> dict[str, Any]:
 
 
 def write_report(path: Path, results: list[ImageResult], meta: dict[str, Any]) -> None:
-    """JSON (results, summary and the model's meta) for .json; one row per image for .csv."""
+    """JSON (results, summary and the model's meta) for .json; one row per image for .csv.
+
+    Written atomically, so a report on disk is always a complete one.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".csv":
-        with path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=FIELDS)
-            writer.writeheader()
-            for result in results:
-                row = asdict(result)
-                row["notes"] = "; ".join(result.notes)
-                writer.writerow(row)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=FIELDS)
+        writer.writeheader()
+        for result in results:
+            row = asdict(result)
+            row["notes"] = "; ".join(result.notes)
+            writer.writerow(row)
+        write_bytes_atomic(path, text.getvalue().encode("utf-8"))
         return
     document = {"summary": summary(results), "model": meta, "images": [asdict(r) for r in results]}
-    path.write_text(json.dumps(_json_safe(document), indent=2, default=str, allow_nan=False))
+    text = json.dumps(_json_safe(document), indent=2, default=str, allow_nan=False)
+    write_bytes_atomic(path, text.encode("utf-8"))

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from data_prep.atomic import atomic_open
 from export.jit_warnings import quiet_jit_deprecation
 from export.meta import META_FILE, dumps
 from export.parity import ParityReport, check_parity, random_inputs
@@ -26,7 +26,8 @@ def export_torchscript(generator: nn.Module, meta: dict[str, Any], out: Path,
                        parity_inputs: list[tuple[str, torch.Tensor]] | None = None) -> ParityReport:
     """Writes the TorchScript file with `meta.json` to `out` after a parity check against eager.
 
-    The file is written to a temporary name and renamed, so `out` is either complete or absent.
+    The file is written to a temporary name and renamed only once the saved file passes parity
+    too, so `out` is either complete or absent and no temporary file outlives a failure.
     Returns the parity report; raises ParityError (and writes nothing) when parity fails.
     """
     scale = int(meta["scale"])
@@ -36,13 +37,13 @@ def export_torchscript(generator: nn.Module, meta: dict[str, Any], out: Path,
     report = check_parity(eager, scripted, inputs)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with quiet_jit_deprecation():
-        torch.jit.save(scripted, str(tmp), _extra_files={META_FILE: dumps(meta)})
-    # parity again on the file as saved, so a serialisation problem cannot slip through
-    loaded, _ = load_torchscript(tmp)
-    check_parity(eager, loaded, inputs[:1])
-    os.replace(tmp, out)
+    with atomic_open(out) as handle:
+        with quiet_jit_deprecation():
+            torch.jit.save(scripted, handle, _extra_files={META_FILE: dumps(meta)})
+        handle.flush()
+        # parity again on the file as saved, so a serialisation problem cannot slip through
+        loaded, _ = load_torchscript(Path(handle.name))
+        check_parity(eager, loaded, inputs[:1])
     return report
 
 

@@ -103,3 +103,71 @@ def test_export_command_without_checkpoint_fails_in_one_line(tmp_path, capsys):
     assert cxr_sr(["export", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "m.pt")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err and not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.parametrize("export_format, name", [("pt2", "model.pt"), ("torchscript", "model.pt2"),
+                                                 ("both", "model.pt2")])
+def test_export_rejects_an_out_name_the_loader_would_misread(tmp_path, capsys, export_format, name):
+    """`--format pt2 --out model.pt` wrote a package that load_exported (which goes by suffix)
+    then opened as TorchScript and could not load; now it is a one-line error and no file."""
+    write_fake_run(tmp_path / "run")
+    out = tmp_path / name
+    assert cxr_sr(["export", "--run", str(tmp_path / "run"), "--out", str(out), "--format", export_format]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and "*.pt2" in err and not out.exists()
+
+
+@pytest.mark.parametrize("export_format", ["torchscript", "pt2"])
+def test_failed_recheck_of_the_saved_file_leaves_nothing(tmp_path, monkeypatch, export_format):
+    """The re-check of the file as saved ran after the temporary file was written, and a failure
+    there left `*.tmp` (or `*.tmp.pt2`) behind although the docstring promised nothing is written.
+    The .pt2 compile is replaced by a stub writing junk: the cleanup, not AOTInductor, is tested."""
+    import export.pt2
+    import export.torchscript
+
+    def unloadable(path, device="cpu"):
+        raise RuntimeError(f"{path}: corrupt")
+
+    out = tmp_path / ("model.pt2" if export_format == "pt2" else "model.pt")
+    generator, meta = tiny_generator(), build_meta(4)
+    if export_format == "pt2":
+        monkeypatch.setattr(torch._inductor, "aoti_compile_and_package",
+                            lambda program, package_path, **_: Path(package_path).write_bytes(b"junk"))
+        monkeypatch.setattr(export.pt2, "load_pt2", unloadable)
+        with pytest.raises(RuntimeError, match="corrupt"):
+            export.pt2.export_pt2(generator, meta, out)
+    else:
+        monkeypatch.setattr(export.torchscript, "load_torchscript", unloadable)
+        with pytest.raises(RuntimeError, match="corrupt"):
+            export_torchscript(generator, meta, out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_upscale_report_and_outputs_are_written_atomically(tmp_path, monkeypatch):
+    """The report was written in place (a crash left half a JSON) and PNG/DICOM outputs by a
+    hand-rolled temp + rename that left the temp file when saving failed."""
+    import numpy as np
+
+    from export.dicom_out import write_dicom
+    from export.image_io import write_png
+    from export.report import ImageResult, write_report
+
+    class Unsaveable:
+        def save_as(self, target, **_):
+            if isinstance(target, (str, Path)):
+                Path(target).write_bytes(b"partial")
+            else:
+                target.write(b"partial")
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_dicom(tmp_path / "out.dcm", Unsaveable())
+    with pytest.raises(OSError):
+        write_png(tmp_path / "out.png", np.zeros((8, 8), np.float32))  # Pillow cannot write mode F as PNG
+    assert list(tmp_path.iterdir()) == []
+
+    replaced = []
+    monkeypatch.setattr("os.replace", lambda src, dst: replaced.append(Path(dst).name))
+    for name in ("report.json", "report.csv"):
+        write_report(tmp_path / name, [ImageResult(input="a.png", notes=["x"])], {"scale": 4})
+    assert replaced == ["report.json", "report.csv"]
