@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=0, help="use the first N images (0 = all)")
     parser.add_argument("--crop-px", type=int, default=1024, help="HR centre crop side (0 = whole image)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--tile", type=int, default=256, help="LR tile px for the model (0 = whole image)")
+    parser.add_argument("--tile", type=int, default=256, help="LR tile px for the model (0 = whole image; else at least the 32 px overlap)")
     parser.add_argument("--figure", type=Path, help="PNG figure of crops and error maps")
     parser.add_argument("--json", type=Path, help="write JSON here instead of stdout")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
@@ -63,20 +63,11 @@ def _lanczos(lr, scale: int):
 
 def _restore(model, lr, scale: int, tile_px: int):
     """The model's SR of an 1 x 1 x h x w LR batch, tiled when larger than a tile."""
-    import numpy as np
     import torch
 
-    from export.tiling import upscale_tiled
+    from export.tiling import upscale_image
 
-    height, width = lr.shape[-2:]
-    if tile_px == 0 or (height <= tile_px and width <= tile_px):
-        return model(lr).cpu()
-    rows: list[np.ndarray] = []
-    image = lr[0, 0].numpy()
-    upscale_tiled(lambda r, c: image[r, c], height, width, scale, model,
-                  lambda block: rows.append(block.copy()),  # the block is a reused buffer
-                  tile_px=tile_px, overlap_px=min(32, tile_px // 2 * 2))
-    return torch.from_numpy(np.concatenate(rows))[None, None]
+    return torch.from_numpy(upscale_image(model, lr[0, 0].numpy(), scale, tile_px))[None, None]
 
 
 def evaluate_images(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[tuple]]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+DEFAULT_OVERLAP_PX = 32  # LR px of context per side (and blend width): well past SRResNet's receptive field
 RunBatch = Callable[[torch.Tensor], torch.Tensor]  # N x 1 x h x w -> N x 1 x sh x sw
 ReadRegion = Callable[[slice, slice], np.ndarray]  # LR float32 [0, 1] of (rows, cols)
 
@@ -113,3 +114,29 @@ def upscale_tiled(read_region: ReadRegion, height: int, width: int, scale: int, 
 def tile_count(height: int, width: int, tile_px: int, overlap_px: int) -> int:
     """How many tiles `upscale_tiled` runs for an image (for progress bars)."""
     return len(axis_tiles(height, tile_px, overlap_px)) * len(axis_tiles(width, tile_px, overlap_px))
+
+
+def upscale_image(run_batch: RunBatch, lr: np.ndarray, scale: int, tile_px: int,
+                  overlap_px: int = DEFAULT_OVERLAP_PX, batch_size: int = 4) -> np.ndarray:
+    """The SR of one whole ``h x w`` float LR image: float32 ``scale*h x scale*w`` in [0, 1], in memory.
+
+    One forward pass when the image fits in a tile (or ``tile_px`` is 0), else `upscale_tiled`.
+    `cxr-sr upscale`, the app and the quality bench all go through here, so that one image gets
+    the same SR whichever of them made it.
+    """
+    height, width = lr.shape
+    if tile_px == 0 or (height <= tile_px and width <= tile_px):
+        batch = torch.from_numpy(np.ascontiguousarray(lr, np.float32))[None, None]
+        return run_batch(batch).float().cpu().numpy()[0, 0]
+    sr = np.empty((scale * height, scale * width), np.float32)
+    filled = 0
+
+    def fill(rows: np.ndarray) -> None:
+        nonlocal filled
+        sr[filled:filled + rows.shape[0]] = rows
+        filled += rows.shape[0]
+
+    upscale_tiled(lambda r, c: lr[r, c], height, width, scale, run_batch, fill,
+                  tile_px=tile_px, overlap_px=overlap_px, batch_size=batch_size)
+    # a convex blend of clamped tiles: clipping only removes float rounding
+    return np.clip(sr, 0.0, 1.0, out=sr)

@@ -22,7 +22,7 @@ from export.image_io import DEFAULT_MAX_INPUT_PIXELS, SourceImage, read_image, w
 from export.inputs import collect_inputs, output_path
 from export.model_file import ExportedModel, describe
 from export.report import ImageResult
-from export.tiling import tile_count, upscale_tiled
+from export.tiling import DEFAULT_OVERLAP_PX, tile_count, upscale_image, upscale_tiled
 
 OUTPUT_FORMATS = ("auto", "png", "dicom")
 # errors that concern one file; anything else is a bug and propagates
@@ -34,7 +34,7 @@ class UpscaleSettings:
     """How `upscale_files` works; validated on creation."""
 
     tile_px: int = 256  # LR px per tile side; 0 = never tile
-    overlap_px: int = 32  # LR px of context each side of a tile (also the blend width)
+    overlap_px: int = DEFAULT_OVERLAP_PX  # LR px of context each side of a tile (also the blend width)
     batch_size: int = 4  # images (or tiles) per forward pass
     output_format: str = "auto"  # auto = DICOM for DICOM input, PNG otherwise
     data_consistency: bool = False
@@ -141,24 +141,17 @@ class Upscaler:
         image, scale, settings = job.image, self.scale, self.settings
         job.result.tiles = tile_count(image.height, image.width, settings.tile_px, settings.overlap_px)
         out_height, out_width = scale * image.height, scale * image.width
-        streamed = out_height * out_width > settings.stream_above_px
+        if out_height * out_width <= settings.stream_above_px:
+            lr = image.to_unit()
+            sr = upscale_image(self.model, lr, scale, settings.tile_px, settings.overlap_px, settings.batch_size)
+            self._finish(job, torch.from_numpy(sr)[None, None], torch.from_numpy(lr)[None, None])
+            return
         run_batch = self.model
-        if streamed and settings.data_consistency:
+        if settings.data_consistency:  # streamed rows are never whole again, so consistency goes per tile
             run_batch = lambda lr: enforce_consistency(self.model(lr), lr, scale, settings.dc_iterations)
         tile_args = dict(read_region=image.to_unit, height=image.height, width=image.width, scale=scale,
                          run_batch=run_batch, tile_px=settings.tile_px, overlap_px=settings.overlap_px,
                          batch_size=settings.batch_size)
-        if not streamed:
-            sr = np.empty((out_height, out_width), np.float32)
-            filled = [0]
-
-            def fill(rows: np.ndarray) -> None:
-                sr[filled[0]:filled[0] + rows.shape[0]] = rows
-                filled[0] += rows.shape[0]
-
-            upscale_tiled(emit_rows=fill, **tile_args)
-            self._finish(job, torch.from_numpy(sr)[None, None], torch.from_numpy(image.to_unit())[None, None])
-            return
         if job.out.suffix != ".png":
             raise ValueError(f"output {out_width}x{out_height} px is streamed, which only PNG supports "
                              "(--output-format png)")

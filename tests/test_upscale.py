@@ -92,3 +92,31 @@ def test_real_folder_of_pngs_and_dicoms(toy_model, realxray_dir, tmp_path):
     document = json.loads((tmp_path / "out" / "upscale_report.json").read_text())
     assert document["summary"]["ok"] == len(picks)
     assert all(image["consistency_psnr_db"] > 30 for image in document["images"])
+
+
+def test_upscale_app_and_quality_bench_tile_one_image_alike(toy_model, tmp_path, monkeypatch):
+    """Whole-image tiled SR was written three times, with overlaps of 32 (`cxr-sr upscale`),
+    16 (the app) and min(32, tile / 2) (the quality bench), so one image got three SRs. All
+    three now call export.tiling.upscale_image; this records what reaches the tiler."""
+    import torch
+
+    import export.tiling
+    from benchmarks.quality import _restore
+    from export.model_file import load_exported
+    from launch.app import processing
+
+    calls: list[tuple[int, int]] = []
+    real_tiled = export.tiling.upscale_tiled
+
+    def recording(*args, tile_px, overlap_px, **kwargs):
+        calls.append((tile_px, overlap_px))
+        return real_tiled(*args, tile_px=tile_px, overlap_px=overlap_px, **kwargs)
+
+    monkeypatch.setattr(export.tiling, "upscale_tiled", recording)
+    model = load_exported(toy_model)
+    lr = smooth_image(300, 270)
+    app_sr = processing.upscale(model, lr)
+    bench_sr = _restore(model, torch.from_numpy(lr)[None, None], 4, 256)[0, 0].numpy()
+    assert _upscale(toy_model, [write_png(tmp_path / "in.png", lr)], tmp_path / "out") == 0
+    assert calls == [(256, 32)] * 3
+    assert np.array_equal(app_sr, bench_sr)

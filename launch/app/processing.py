@@ -17,12 +17,12 @@ from dist_train.degradation import bicubic_upsample, downsample
 from dist_train.metrics import consistency_psnr, psnr_per_image, ssim_per_image
 from export.image_io import ImageTooLargeError, SourceImage, read_image
 from export.model_file import ExportedModel
-from export.tiling import upscale_tiled
+from export.tiling import upscale_image
 
 MAX_UPLOAD_BYTES = 100 * 2**20  # also Streamlit's server.maxUploadSize (see launch.app_command)
 MAX_HR_PIXELS = 40_000_000  # an upload treated as HR: 40 MP (a 6000 x 6600 film)
 MAX_LR_PIXELS = 2_000_000  # an upload upscaled as it is: 2 MP in, 32 MP out
-TILE_PX, OVERLAP_PX = 256, 16
+TILE_PX = 256
 
 HR_MODE = "hr"  # the upload is a high-resolution original: downsample, restore, compare
 LR_MODE = "lr"  # the upload is the low-resolution input: restore it as it is
@@ -66,14 +66,7 @@ def decode_upload(name: str, data: bytes, max_pixels: int) -> SourceImage:
 
 def upscale(model: ExportedModel, lr: np.ndarray) -> np.ndarray:
     """The model's SR of one LR image, tile by tile so that memory stays bounded."""
-    height, width = lr.shape
-    if height <= TILE_PX and width <= TILE_PX:
-        return model(torch.from_numpy(lr)[None, None])[0, 0].numpy()
-    rows: list[np.ndarray] = []
-    upscale_tiled(lambda r, c: lr[r, c], height, width, model.scale, model,
-                  lambda block: rows.append(block.copy()),  # the block is a reused buffer
-                  tile_px=TILE_PX, overlap_px=OVERLAP_PX)
-    return np.clip(np.concatenate(rows), 0.0, 1.0)
+    return upscale_image(model, lr, model.scale, TILE_PX)
 
 
 def _crop_to_scale(image: np.ndarray, scale: int) -> np.ndarray:
