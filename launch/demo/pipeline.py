@@ -16,6 +16,8 @@ from launch.demo.steps import Step, StepContext
 
 MODEL_NAME = "cxr_sr_x4.pt"
 RADIOGRAPH_NAME = "RG1_UNCR.dcm"  # a real Philips CR PA chest, MONOCHROME1, 15-bit, from pydicom-data
+# LR tile of `bench quality` (its default); the figures upscale with the same, so they show the SR it measured
+QUALITY_TILE_PX = 256
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,7 @@ class DemoPipeline:
                         else (str(radiograph_path()), s.dicom_crop_px))
         stem = p.bench / f"quality_{dataset}"
         ctx.run(cxr_sr("bench", "quality", "--model", str(p.model), "-i", images, "--crop-px", str(crop),
+                       "--tile", str(QUALITY_TILE_PX),
                        "--json", f"{stem}.json", "--markdown", f"{stem}.md", "--figure", f"{stem}.png"),
                 echo=r"^\| (model|bicubic|lanczos) ")
         ctx.results["json"] = f"{stem}.json"

@@ -15,7 +15,7 @@ from benchmarks.bench_report import markdown_table
 from data_prep.atomic import write_bytes_atomic
 from launch.demo.figures import (Restoration, comparison_figure, consistency_figure, loss_figures,
                                  throughput_figure)
-from launch.demo.pipeline import RADIOGRAPH_NAME, DemoPaths
+from launch.demo.pipeline import QUALITY_TILE_PX, RADIOGRAPH_NAME, DemoPaths
 from launch.demo.settings import DemoSettings
 from launch.demo.steps import read_marker
 
@@ -34,16 +34,18 @@ def _centre_crop(image: np.ndarray, crop_px: int, scale: int) -> np.ndarray:
 
 
 def restore(model, path: Path, crop_px: int, name: str) -> Restoration:
-    """HR (centre crop), its LR by the project's degradation, bicubic and the model's SR."""
+    """HR (centre crop), its LR by the project's degradation, bicubic and the model's SR (as `bench quality`)."""
     import torch
 
     from dist_train.degradation import bicubic_upsample, downsample
     from export.image_io import read_image
+    from export.tiling import upscale_image
 
     hr = torch.from_numpy(_centre_crop(read_image(path).to_unit(), crop_px, model.scale).copy())[None, None]
     lr = downsample(hr, model.scale)
     return Restoration(name, lr[0, 0].numpy(), bicubic_upsample(lr, model.scale).clamp(0, 1)[0, 0].numpy(),
-                       model(lr)[0, 0].numpy(), hr[0, 0].numpy(), model.scale)
+                       upscale_image(model, lr[0, 0].numpy(), model.scale, QUALITY_TILE_PX), hr[0, 0].numpy(),
+                       model.scale)
 
 
 def write_figures(settings: DemoSettings, paths: DemoPaths, radiograph: Path) -> dict[str, Path]:
