@@ -124,3 +124,27 @@ def test_bad_model_is_one_line_error(cpp_binary, tmp_path):
     result = _run_cpp(cpp_binary, str(tmp_path / "bad.pt"), str(tmp_path / "in.f32"), str(tmp_path / "o.f32"),
                       "--size", "8x8")
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and result.stderr.startswith("error:")
+
+
+@pytest.mark.parametrize("size", ["abcx12", "12x", "0x8", "-3x8"])
+def test_bad_size_prints_usage(cpp_binary, tmp_path, size):
+    """`--size abcx12` was parsed outside main's try: std::stoll's exception ended the program
+    with a C++ terminate message instead of the usage line."""
+    result = _run_cpp(cpp_binary, "m.pt", "in.f32", "out.f32", "--size", size)
+    assert result.returncode == 2 and result.stderr.startswith("error: --size must be HxW")
+    assert "usage:" in result.stderr and "terminate" not in result.stderr
+
+
+def test_colour_png_reduced_to_gray_like_python(cpp_binary, exported_run, tmp_path):
+    """Colour PNGs were reduced with libpng's default Rec.709 weights, Python with ITU-R 601-2
+    (Pillow's convert("L")): pure red became gray 54 in C++ and 76 in Python. libpng's fixed
+    point may round one level differently, hence a tolerance of 2 levels after the model."""
+    module, _ = load_torchscript(exported_run)
+    rng = np.random.default_rng(3)
+    colours = rng.integers(0, 256, (16, 12, 3), dtype=np.uint8)
+    Image.fromarray(colours, "RGB").save(tmp_path / "colour.png")
+    result = _run_cpp(cpp_binary, str(exported_run), str(tmp_path / "colour.png"), str(tmp_path / "out.f32"))
+    assert result.returncode == 0, result.stderr
+    cpp = np.fromfile(tmp_path / "out.f32", np.float32).reshape(64, 48)
+    python = module(torch.from_numpy(read_image(tmp_path / "colour.png").to_unit())[None, None])[0, 0].detach().numpy()
+    assert np.abs(cpp - python).max() <= 2 / 255

@@ -134,7 +134,9 @@ GrayImage read_png(const std::string& path) {
   const int color_type = png_get_color_type(png, info);
   png_set_expand(png);  // palette / low-bit gray -> 8 bit
   png_set_strip_alpha(png);
-  if (color_type & PNG_COLOR_MASK_COLOR) png_set_rgb_to_gray_fixed(png, 1, -1, -1);
+  // ITU-R 601-2 luma (0.299 R + 0.587 G + 0.114 B), as Pillow's convert("L") in the Python reader;
+  // libpng's default (-1, -1) would be Rec.709, a different gray for the same colour file
+  if (color_type & PNG_COLOR_MASK_COLOR) png_set_rgb_to_gray_fixed(png, 1, 29900, 58700);
   png_read_update_info(png, info);
   const int64_t width = png_get_image_width(png, info), height = png_get_image_height(png, info);
   const int bit_depth = png_get_bit_depth(png, info);

@@ -32,6 +32,15 @@ struct Options {
   std::exit(2);
 }
 
+// A --size side: digits only and positive, else usage (std::stoll alone would throw past main's
+// error handling on "abc", and accept "12abc" or "-3")
+int64_t parse_side(const std::string& text) {
+  const bool digits = !text.empty() && text.size() <= 9 &&
+                      text.find_first_not_of("0123456789") == std::string::npos;
+  if (!digits || std::stoll(text) == 0) usage("--size must be HxW with positive integers, e.g. 256x256");
+  return std::stoll(text);
+}
+
 Options parse(int argc, char** argv) {
   Options options;
   std::vector<std::string> positional;
@@ -42,8 +51,8 @@ Options parse(int argc, char** argv) {
       const std::string size = argv[++i];
       const auto x = size.find('x');
       if (x == std::string::npos) usage("--size must be HxW, e.g. 256x256");
-      options.raw_height = std::stoll(size.substr(0, x));
-      options.raw_width = std::stoll(size.substr(x + 1));
+      options.raw_height = parse_side(size.substr(0, x));
+      options.raw_width = parse_side(size.substr(x + 1));
     } else if (arg == "--device") {
       options.device = argv[++i];
     } else {
