@@ -6,6 +6,7 @@ process is rank 0 of 1 and no process group is created. Collectives are no-ops t
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 import random
 from dataclasses import dataclass
@@ -74,9 +75,21 @@ def ensure_process_group(env: DistEnv, comm: str = "auto", timeout_s: int = 600)
                             timeout=datetime.timedelta(seconds=timeout_s))
 
 
-def shutdown() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown(wait_for_peers: bool = False) -> None:
+    """Leave the process group while the interpreter is still whole.
+
+    Gloo work objects that live on into interpreter teardown can abort a finished worker
+    ('terminate called without an active exception', seen once in CI after a complete ZeRO-2
+    run), so the caller drops its engines first and this collects them before destroying every
+    group. After a clean finish a barrier first makes sure no peer is still inside a collective
+    when this rank's transport goes; after an error there is none, since a dead peer would hang it.
+    """
+    if not dist.is_initialized():
+        return
+    if wait_for_peers:
+        dist.barrier()
+    gc.collect()
+    dist.destroy_process_group()
 
 
 def barrier() -> None:

@@ -5,6 +5,7 @@ Run it directly for one process, or under ``torchrun`` / ``deepspeed`` for sever
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import sys
 
 from dist_train import distributed
@@ -39,20 +40,24 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"cxr-sr train: {err}", file=sys.stderr)
         return 2
+    faulthandler.enable()  # a native abort in a worker still shows every thread's Python stack
     env = distributed.init_distributed(cfg.train.device, cfg.dist.comm, cfg.dist.timeout_s)
+    trainer, finished = None, False
     try:
         trainer = Trainer(cfg, env)
         if args.resume:
             trainer.resume()
         code = trainer.train()
         trainer.close()
+        finished = True
         return code
     except (ConfigError, VGGWeightsMissing, FileNotFoundError, CheckpointError, ShardSetError,
             TooManyBadSteps) as err:
         print(f"cxr-sr train: {err}", file=sys.stderr)
         return 1
     finally:
-        distributed.shutdown()
+        del trainer  # its engines hold communication groups: they must go before the groups do
+        distributed.shutdown(wait_for_peers=finished)
 
 
 def main(argv: list[str] | None = None) -> int:
