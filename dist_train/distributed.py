@@ -9,6 +9,7 @@ import datetime
 import gc
 import os
 import random
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,18 +79,23 @@ def ensure_process_group(env: DistEnv, comm: str = "auto", timeout_s: int = 600)
 def shutdown(wait_for_peers: bool = False) -> None:
     """Leave the process group while the interpreter is still whole.
 
-    Gloo work objects that live on into interpreter teardown can abort a finished worker
-    ('terminate called without an active exception', seen once in CI after a complete ZeRO-2
-    run), so the caller drops its engines first and this collects them before destroying every
-    group. After a clean finish a barrier first makes sure no peer is still inside a collective
-    when this rank's transport goes; after an error there is none, since a dead peer would hang it.
+    Gloo groups that live on into interpreter teardown can abort a finished worker ('terminate
+    called without an active exception', seen once in CI after a complete ZeRO-2 run). So the
+    caller drops its engines first; DeepSpeed's own cached group references go through
+    ``deepspeed.comm.destroy_process_group``; and the groups are collected here, not at exit.
+    After a clean finish a barrier first makes sure no peer is still inside a collective when this
+    rank's transport goes; after an error there is none, since a dead peer would hang it.
     """
     if not dist.is_initialized():
         return
     if wait_for_peers:
         dist.barrier()
+    deepspeed_comm = sys.modules.get("deepspeed.comm")  # only when the DeepSpeed backend ran
+    if deepspeed_comm is not None and deepspeed_comm.is_initialized():
+        deepspeed_comm.destroy_process_group()
+    else:
+        dist.destroy_process_group()
     gc.collect()
-    dist.destroy_process_group()
 
 
 def barrier() -> None:
