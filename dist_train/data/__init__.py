@@ -21,8 +21,8 @@ from dist_train.config import Config
 # data.backend -> (module, its train-loader builder, its validation builder); imported on use so
 # that a machine without DALI can still train with the other backends.
 _BACKENDS = {
-    "folder": ("dist_train.data.folder", "build_folder_train_loader", "FolderValLoader"),
-    "torch": ("dist_train.data.shards_torch", "build_torch_train_loader", "TorchValLoader"),
+    "folder": ("dist_train.data.folder", "build_folder_train_loader", "build_folder_val_loader"),
+    "torch": ("dist_train.data.shards_torch", "build_torch_train_loader", "build_torch_val_loader"),
     "dali": ("dist_train.data.shards_dali", "DaliTrainLoader", "DaliValLoader"),
 }
 

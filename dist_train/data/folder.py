@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from data_prep.image_io import DICOM_SUFFIXES, read_gray8
 from dist_train.config import Config
-from dist_train.data import sampling
+from dist_train.data.batches import ValBatches, positioned_train_loader
 from dist_train.data.positioned import PositionedTrainLoader
-from dist_train.data.samples import augment_patch, val_crop
-from dist_train.data.shards_torch import lr_hr_batch
 
 IMAGE_SUFFIXES = (".png", *DICOM_SUFFIXES)
 
@@ -39,48 +37,29 @@ def split_paths(cfg: Config) -> tuple[list[Path], list[Path]]:
     return paths[:len(paths) - held_out], paths[len(paths) - held_out:]
 
 
-class _PositionedBatches(Dataset):
-    """Item ``(epoch, batch)`` is that batch of this rank: decoded, augmented, degraded."""
+class FolderImages:
+    """Image files as an image source (``dist_train.data.batches``); keys are the file stems."""
 
-    def __init__(self, paths: list[Path], cfg: Config, rank: int, world_size: int):
-        self.paths, self.cfg, self.rank, self.world_size = paths, cfg, rank, world_size
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
 
-    def __len__(self) -> int:  # the sampler, not the length, drives iteration
-        return sampling.batches_per_epoch(len(self.paths), self.world_size, self.cfg.data.batch_size)
+    def __len__(self) -> int:
+        return len(self.paths)
 
-    def __getitem__(self, position: tuple[int, int]):
-        epoch, batch = position
-        data, seed = self.cfg.data, self.cfg.train.seed
-        indices = sampling.batch_indices(len(self.paths), self.rank, self.world_size, epoch, batch, seed,
-                                         data.batch_size)
-        augments = sampling.batch_augments(seed, self.rank, epoch, batch, data.batch_size)
-        patches = [augment_patch(read_gray8(self.paths[i])[0], aug, data.patch_px)
-                   for i, aug in zip(indices, augments)]
-        lr, hr = lr_hr_batch(patches, self.cfg.model.scale)
-        return lr, hr, [self.paths[i].stem for i in indices]
+    def image(self, index: int) -> np.ndarray:
+        return read_gray8(self.paths[index])[0]
+
+    def key(self, index: int) -> str:
+        return self.paths[index].stem
 
 
 def build_folder_train_loader(cfg: Config, rank: int, world_size: int, device: torch.device) -> PositionedTrainLoader:
     """Endless training batches from a folder, with a resumable position."""
     paths, _ = split_paths(cfg)
-    dataset = _PositionedBatches(paths, cfg, rank, world_size)
-    return PositionedTrainLoader(dataset, len(dataset), cfg.data.workers, device, "folder", world_size,
-                                 cfg.data.batch_size)
+    return positioned_train_loader(FolderImages(paths), cfg, rank, world_size, device, "folder")
 
 
-class FolderValLoader:
-    """This rank's validation images one at a time (sizes may differ), as (lr, hr) pairs.
-
-    The folder is listed once; every iteration decodes the same images again.
-    """
-
-    def __init__(self, cfg: Config, rank: int, world_size: int, device: torch.device):
-        _, paths = split_paths(cfg)
-        self.paths = [paths[i] for i in sampling.val_indices(len(paths), rank, world_size, cfg.data.val_max_images)]
-        self.cfg, self.device = cfg, device
-
-    def __iter__(self):
-        for path in self.paths:
-            hr = val_crop(read_gray8(path)[0], self.cfg.data.val_crop_px, self.cfg.model.scale)
-            lr, hr_tensor = lr_hr_batch([hr], self.cfg.model.scale)
-            yield lr.to(self.device), hr_tensor.to(self.device)
+def build_folder_val_loader(cfg: Config, rank: int, world_size: int, device: torch.device) -> ValBatches:
+    """This rank's held-out images (the folder is listed once, here)."""
+    _, paths = split_paths(cfg)
+    return ValBatches(FolderImages(paths), cfg, rank, world_size, device)

@@ -37,25 +37,49 @@ def check_resumable(state: dict, backend: str, world_size: int, batch_size: int)
                               "the same ones")
 
 
+class TrainPosition:
+    """Where the next training batch is, ``(epoch, batch)``, with what its meaning depends on."""
+
+    def __init__(self, backend: str, world_size: int, batch_size: int, batches_per_epoch: int):
+        self.backend, self.world_size, self.batch_size = backend, world_size, batch_size
+        self.batches_per_epoch = batches_per_epoch
+        self.epoch, self.batch = 0, 0
+
+    def advance(self) -> bool:
+        """Count one batch consumed; True when that ended the epoch."""
+        self.batch += 1
+        if self.batch < self.batches_per_epoch:
+            return False
+        self.epoch, self.batch = self.epoch + 1, 0
+        return True
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "batch": self.batch, "backend": self.backend,
+                "world_size": self.world_size, "batch_size": self.batch_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        check_resumable(state, self.backend, self.world_size, self.batch_size)
+        self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
+
+
 class PositionedTrainLoader:
     """``TrainLoader`` over ``dataset[(epoch, batch)] -> (lr, hr, keys)`` with worker processes."""
 
     def __init__(self, dataset: Dataset, batches_per_epoch: int, workers: int,
                  device: torch.device, backend: str, world_size: int, batch_size: int):
-        self._dataset, self._batches_per_epoch = dataset, batches_per_epoch
-        self._workers, self._device = workers, device
-        self._backend, self._world_size, self._batch_size = backend, world_size, batch_size
-        self._epoch, self._batch = 0, 0
+        self._dataset, self._workers, self._device = dataset, workers, device
+        self._position = TrainPosition(backend, world_size, batch_size, batches_per_epoch)
         self._iterator: Iterator | None = None
         self.last_keys: list[str] = []  # sample keys of the last batch, for tests and debugging
 
     @property
     def batches_per_epoch(self) -> int:
-        return self._batches_per_epoch
+        return self._position.batches_per_epoch
 
     def _start(self) -> None:
+        start = (self._position.epoch, self._position.batch)
         loader = DataLoader(self._dataset, batch_size=None, num_workers=self._workers,
-                            sampler=PositionsFrom((self._epoch, self._batch), self._batches_per_epoch),
+                            sampler=PositionsFrom(start, self._position.batches_per_epoch),
                             prefetch_factor=2 if self._workers else None,
                             pin_memory=self._device.type == "cuda")
         self._iterator = iter(loader)
@@ -64,20 +88,16 @@ class PositionedTrainLoader:
         if self._iterator is None:
             self._start()
         lr, hr, self.last_keys = next(self._iterator)
-        self._batch += 1
-        if self._batch == self._batches_per_epoch:
-            self._epoch, self._batch = self._epoch + 1, 0
+        self._position.advance()
         return lr.to(self._device, non_blocking=True), hr.to(self._device, non_blocking=True)
 
     def state_dict(self) -> dict:
         """Position of the next batch, with what it depends on."""
-        return {"epoch": self._epoch, "batch": self._batch, "backend": self._backend,
-                "world_size": self._world_size, "batch_size": self._batch_size}
+        return self._position.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        check_resumable(state, self._backend, self._world_size, self._batch_size)
+        self._position.load_state_dict(state)
         self.close()
-        self._epoch, self._batch = int(state["epoch"]), int(state["batch"])
 
     def close(self) -> None:
         self._iterator = None  # drops the DataLoader iterator and shuts its workers down

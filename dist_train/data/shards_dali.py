@@ -40,7 +40,7 @@ except ImportError as err:  # a machine without DALI: say how to go on
 
 from dist_train.config import Config, ConfigError
 from dist_train.data import sampling
-from dist_train.data.positioned import check_resumable
+from dist_train.data.positioned import TrainPosition
 from dist_train.data.shardset import SplitShards, load_split
 
 READER_NAME = "shards"
@@ -126,16 +126,14 @@ class DaliTrainLoader:
         self._op_device, self._device_id = _dali_device(cfg, device)
         self._split = split if split is not None else load_split(cfg.data.shards, "train")
         self._shuffle = shuffle
-        self._batches_per_epoch = sampling.batches_per_epoch(
-            self._split.n_samples, world_size, cfg.data.batch_size)
-        self._epoch = 0
-        self._batch = 0
+        self._position = TrainPosition("dali", world_size, cfg.data.batch_size, sampling.batches_per_epoch(
+            self._split.n_samples, world_size, cfg.data.batch_size))
         self._pipe: Pipeline | None = None
         self.last_keys: list[str] = []  # sample keys of the last batch, for tests and debugging
 
     @property
     def batches_per_epoch(self) -> int:
-        return self._batches_per_epoch
+        return self._position.batches_per_epoch
 
     def _build(self, epoch: int) -> Pipeline:
         data = self._cfg.data
@@ -152,27 +150,23 @@ class DaliTrainLoader:
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The next ``(lr_batch, hr_batch)``; a new epoch's pipeline is built when one ends."""
         if self._pipe is None:
-            self._pipe = self._build(self._epoch)
-            for _ in range(self._batch):  # resume: replay the consumed part of the epoch
+            self._pipe = self._build(self._position.epoch)
+            for _ in range(self._position.batch):  # resume: replay the consumed part of the epoch
                 self._pipe.run()
         lr, hr, source_info = self._pipe.run()
         self.last_keys = _keys(source_info)
         lr_batch, hr_batch = _to_torch(lr, self._device), _to_torch(hr, self._device)
-        self._batch += 1
-        if self._batch == self._batches_per_epoch:
-            self._epoch, self._batch = self._epoch + 1, 0
-            self._pipe = None
+        if self._position.advance():
+            self._pipe = None  # the next epoch reads other chunks: a new pipeline
         return lr_batch, hr_batch
 
     def state_dict(self) -> dict:
         """Position of the next batch, with what it depends on."""
-        return {"epoch": self._epoch, "batch": self._batch, "backend": "dali",
-                "world_size": self._world_size, "batch_size": self._cfg.data.batch_size}
+        return self._position.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
         """Continue at ``state``'s position; the plan must be the one that wrote it."""
-        check_resumable(state, "dali", self._world_size, self._cfg.data.batch_size)
-        self._epoch, self._batch = int(state["epoch"]), int(state["batch"])
+        self._position.load_state_dict(state)
         self._pipe = None
 
     def close(self) -> None:

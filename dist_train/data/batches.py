@@ -1,0 +1,87 @@
+"""What a batch is for the map-style backends (``folder`` and ``torch``), over any image source.
+
+A source is the one thing the backends differ in: ``len(source)``, ``source.image(i)`` (uint8
+``H x W``) and ``source.key(i)``, picklable so that DataLoader workers can take it. Sampling,
+padding and augmentation follow ``dist_train.data.sampling`` and LR is made with
+``dist_train.degradation.downsample`` (the reference degradation), so a training batch is a pure
+function of its position ``(epoch, batch)`` and a resumed run needs no replay.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dist_train.config import Config
+from dist_train.data import sampling
+from dist_train.data.positioned import PositionedTrainLoader
+from dist_train.data.samples import augment_patch, val_crop
+from dist_train.degradation import downsample
+
+
+class ImageSource(Protocol):
+    def __len__(self) -> int: ...
+    def image(self, index: int) -> np.ndarray: ...
+    def key(self, index: int) -> str: ...
+
+
+def lr_hr_batch(hr_images: list[np.ndarray], scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Equally sized uint8 HR images -> (LR, HR) float batches ``N x 1 x h x w`` in [0, 1]."""
+    hr = torch.from_numpy(np.stack(hr_images)).unsqueeze(1).float().div_(255.0)
+    return downsample(hr, scale), hr
+
+
+class PositionedBatches(Dataset):
+    """Item ``(epoch, batch)``: that batch of this rank as ``(lr, hr, keys)``."""
+
+    def __init__(self, source: ImageSource, cfg: Config, rank: int, world_size: int, shuffle: bool = True):
+        self._source, self._cfg = source, cfg
+        self._rank, self._world_size, self._shuffle = rank, world_size, shuffle
+
+    def __len__(self) -> int:  # the sampler, not the length, drives iteration
+        return sampling.batches_per_epoch(len(self._source), self._world_size, self._cfg.data.batch_size)
+
+    def __getitem__(self, position: tuple[int, int]):
+        epoch, batch = position
+        data, seed = self._cfg.data, self._cfg.train.seed
+        indices = sampling.batch_indices(len(self._source), self._rank, self._world_size, epoch, batch, seed,
+                                         data.batch_size, self._shuffle)
+        augments = sampling.batch_augments(seed, self._rank, epoch, batch, data.batch_size)
+        patches = [augment_patch(self._source.image(i), aug, data.patch_px) for i, aug in zip(indices, augments)]
+        lr, hr = lr_hr_batch(patches, self._cfg.model.scale)
+        return lr, hr, [self._source.key(i) for i in indices]
+
+
+def positioned_train_loader(source: ImageSource, cfg: Config, rank: int, world_size: int,
+                            device: torch.device, backend: str, shuffle: bool = True) -> PositionedTrainLoader:
+    """Endless, resumable training batches of this rank from ``source``."""
+    dataset = PositionedBatches(source, cfg, rank, world_size, shuffle)
+    return PositionedTrainLoader(dataset, len(dataset), cfg.data.workers, device, backend, world_size,
+                                 cfg.data.batch_size)
+
+
+class ValBatches:
+    """This rank's validation pairs: its contiguous part of the source, no augmentation.
+
+    Whole images come one per batch (sizes may differ); centre crops in batches of
+    ``data.batch_size``. Decoded in the calling process: validation is short and infrequent.
+    """
+
+    def __init__(self, source: ImageSource, cfg: Config, rank: int, world_size: int, device: torch.device):
+        self._source, self._cfg, self._device = source, cfg, device
+        self._indices = sampling.val_indices(len(source), rank, world_size, cfg.data.val_max_images)
+        self._batch_size = cfg.data.batch_size if cfg.data.val_crop_px else 1
+        self.keys = [source.key(i) for i in self._indices]
+
+    def __len__(self) -> int:
+        return -(-len(self._indices) // self._batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        data, scale = self._cfg.data, self._cfg.model.scale
+        for start in range(0, len(self._indices), self._batch_size):
+            chunk = self._indices[start:start + self._batch_size]
+            hr_images = [val_crop(self._source.image(i), data.val_crop_px, scale) for i in chunk]
+            lr, hr = lr_hr_batch(hr_images, scale)
+            yield lr.to(self._device), hr.to(self._device)
