@@ -13,6 +13,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 from dist_train.degradation import bicubic_upsample, downsample
 
 METRIC_NAMES = ("psnr_db", "ssim", "bicubic_psnr_db", "bicubic_ssim", "consistency_psnr_db")
+BICUBIC_NAMES = ("bicubic_psnr_db", "bicubic_ssim")  # depend on the data only, not on the model
 
 
 def quantize(image: torch.Tensor) -> torch.Tensor:
@@ -74,27 +75,32 @@ def consistency_psnr(sr: torch.Tensor, lr: torch.Tensor, scale: int) -> torch.Te
     return psnr_per_image(downsample(sr_levels, scale), lr, crop=0)
 
 
-def evaluate(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, scale: int) -> dict[str, torch.Tensor]:
-    """Per-image figures of the protocol for the model and for bicubic, as float64 tensors of length N."""
-    bicubic = bicubic_upsample(lr.float(), scale)
-    return {
+def evaluate(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, scale: int,
+             with_bicubic: bool = True) -> dict[str, torch.Tensor]:
+    """Per-image figures of the protocol for the model and (unless told not to) for bicubic, as
+    float64 tensors of length N."""
+    figures = {
         "psnr_db": psnr_per_image(sr, hr, scale),
         "ssim": ssim_per_image(sr, hr, scale),
-        "bicubic_psnr_db": psnr_per_image(bicubic, hr, scale),
-        "bicubic_ssim": ssim_per_image(bicubic, hr, scale),
         "consistency_psnr_db": consistency_psnr(sr, lr, scale),
     }
+    if with_bicubic:
+        bicubic = bicubic_upsample(lr.float(), scale)
+        figures |= {"bicubic_psnr_db": psnr_per_image(bicubic, hr, scale),
+                    "bicubic_ssim": ssim_per_image(bicubic, hr, scale)}
+    return figures
 
 
 class MetricAccumulator:
     """Sums per-image figures so that ranks can all-reduce (sum, count) and average over images."""
 
-    def __init__(self):
-        self.sums = torch.zeros(len(METRIC_NAMES), dtype=torch.float64)
+    def __init__(self, names: tuple[str, ...] = METRIC_NAMES):
+        self.names = names
+        self.sums = torch.zeros(len(names), dtype=torch.float64)
         self.count = 0
 
     def add(self, per_image: dict[str, torch.Tensor]) -> None:
-        for index, name in enumerate(METRIC_NAMES):
+        for index, name in enumerate(self.names):
             self.sums[index] += per_image[name].double().cpu().sum()
         self.count += len(per_image["psnr_db"])
 
@@ -102,8 +108,7 @@ class MetricAccumulator:
         """``[sums..., count]`` for an all-reduce."""
         return torch.cat([self.sums, torch.tensor([float(self.count)], dtype=torch.float64)])
 
-    @staticmethod
-    def means(reduced: torch.Tensor) -> dict[str, float]:
+    def means(self, reduced: torch.Tensor) -> dict[str, float]:
         """Averages over images from an (all-reduced) ``as_tensor`` result."""
         count = max(reduced[-1].item(), 1.0)
-        return {name: reduced[i].item() / count for i, name in enumerate(METRIC_NAMES)} | {"images": int(reduced[-1].item())}
+        return {name: reduced[i].item() / count for i, name in enumerate(self.names)} | {"images": int(reduced[-1].item())}

@@ -23,7 +23,7 @@ from dist_train.distributed import DistEnv
 from dist_train.ema import EMA
 from dist_train.gan_step import train_step
 from dist_train.losses import GeneratorLoss
-from dist_train.metrics import MetricAccumulator, evaluate
+from dist_train.metrics import BICUBIC_NAMES, METRIC_NAMES, MetricAccumulator, evaluate
 from dist_train.models import build_discriminator, build_generator
 from dist_train.perceptual import build_vgg19_features
 from dist_train.precision import Precision
@@ -64,6 +64,7 @@ class Trainer:
         self.step = 0
         self.bad_steps = {"total": 0, "consecutive": 0}
         self.metrics: dict[str, float] = {}
+        self._bicubic_metrics: dict[str, float] | None = None  # measured at the first validation
         # per step on this rank, for tests and reports; bounded so a long run does not grow without limit
         self.loss_history: collections.deque[dict[str, float]] = collections.deque(maxlen=LOSS_HISTORY_STEPS)
         self._stop_signal: int | None = None
@@ -112,13 +113,19 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         """Protocol metrics of the EMA generator (fp32) over the whole validation split, all ranks."""
         model, scale = self.ema.module.eval(), self.cfg.model.scale
-        accumulator, first = MetricAccumulator(), None
+        with_bicubic = self._bicubic_metrics is None  # the same validation set every time: once is enough
+        names = METRIC_NAMES if with_bicubic else tuple(n for n in METRIC_NAMES if n not in BICUBIC_NAMES)
+        accumulator, first = MetricAccumulator(names), None
         for lr, hr in self.val_batches:
             sr = model(lr.float())
-            accumulator.add(evaluate(sr, hr, lr, scale))
+            accumulator.add(evaluate(sr, hr, lr, scale, with_bicubic))
             first = first or (lr, sr, hr)
         reduced = distributed.all_reduce_sum(accumulator.as_tensor().to(self.env.device)).cpu()
-        self.metrics = MetricAccumulator.means(reduced)
+        measured = accumulator.means(reduced)
+        if with_bicubic:
+            self._bicubic_metrics = {name: measured[name] for name in BICUBIC_NAMES}
+        measured |= self._bicubic_metrics
+        self.metrics = {name: measured[name] for name in (*METRIC_NAMES, "images")}
         self.logger.scalars(self.step, self.metrics, "val")
         if first is not None:
             lr, sr, hr = first

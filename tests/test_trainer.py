@@ -67,6 +67,29 @@ def test_resume_reproduces_the_uninterrupted_losses_exactly(synth_images, tmp_pa
                                    rtol=0, atol=0)
 
 
+def test_bicubic_baseline_measured_once_stays_the_full_protocol_figure(synth_images, tmp_path):
+    """The trainer measures bicubic at the first validation only (it cannot change); a later
+    validation must still report exactly what a full evaluation of the same images gives, and the
+    model's own figures must be measured afresh (they move as it trains)."""
+    from dist_train.metrics import MetricAccumulator, evaluate
+
+    trainer = Trainer(_trajectory_config(tmp_path / "run", synth_images), CPU)
+    first = dict(trainer.validate())
+    with torch.no_grad():
+        trainer.ema.module.tail.weight.add_(0.01)  # a different model, the same images
+    later = dict(trainer.validate())
+    full = MetricAccumulator()
+    with torch.no_grad():
+        for lr, hr in trainer.val_batches:
+            full.add(evaluate(trainer.ema.module(lr), hr, lr, 4))
+    expected = full.means(full.as_tensor())
+    trainer.close()
+    assert list(later) == list(first)  # the metrics CSV keeps its columns
+    assert later["bicubic_psnr_db"] == first["bicubic_psnr_db"] == pytest.approx(expected["bicubic_psnr_db"], abs=1e-9)
+    assert later["bicubic_ssim"] == pytest.approx(expected["bicubic_ssim"], abs=1e-9)
+    assert later["psnr_db"] == pytest.approx(expected["psnr_db"], abs=1e-9) and later["psnr_db"] != first["psnr_db"]
+
+
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_trains_on_cpu(synth_images, tmp_path, precision):
     """bf16 autocast, and fp16 with a grad scaler per network, run the same loop on the CPU."""
