@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from data_prep.atomic import write_bytes_atomic
+
 
 def machine() -> dict[str, Any]:
     """CPU, cores, GPU (if any) and library versions, for results that can be compared later."""
@@ -61,13 +63,13 @@ def emit(document: dict[str, Any], table: str, json_path: Path | None, markdown_
         print(text)
     else:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(text + "\n")
+        write_bytes_atomic(json_path, (text + "\n").encode())
     print(table, file=sys.stderr)
     if markdown_path is not None:
         markdown_path.parent.mkdir(parents=True, exist_ok=True)
         meta = document["header"]
-        markdown_path.write_text(f"Machine: {describe_machine(meta['machine'])}\n\nDate: {meta['date']}\n\n"
-                                 f"Command: `{meta['command']}`\n\n{table}\n")
+        write_bytes_atomic(markdown_path, (f"Machine: {describe_machine(meta['machine'])}\n\nDate: {meta['date']}\n\n"
+                                           f"Command: `{meta['command']}`\n\n{table}\n").encode())
 
 
 def describe_machine(info: dict[str, Any]) -> str:

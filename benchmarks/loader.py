@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from benchmarks.bench_report import header
+from data_prep.atomic import write_bytes_atomic
 
 BACKENDS = ("dali", "torch")
 
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
-        Path(args.json).write_text(text + "\n")
+        write_bytes_atomic(Path(args.json), (text + "\n").encode())
     return 0
 
 

@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.bench_report import header
+from data_prep.atomic import write_bytes_atomic
 
 BACKENDS = ("ddp", "deepspeed")
 
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:
-        Path(args.json).write_text(text + "\n")
+        write_bytes_atomic(Path(args.json), (text + "\n").encode())
     return 0 if all("error" not in c for c in cases) else 1
 
 

@@ -36,9 +36,23 @@ def atomic_open(path: Path, mode: str = "wb", *, durable: bool = False) -> Itera
                 handle.flush()
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
+        if durable:
+            fsync_folder(path.parent)  # the rename itself is an entry in the folder
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def fsync_folder(folder: Path) -> None:
+    """Flush ``folder``'s entries (a rename into it) to disk, on systems that allow it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open a folder; its renames are journalled anyway
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:

@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from data_prep.atomic import fsync_folder
 from dist_train import distributed
 from dist_train.distributed import DistEnv
 
@@ -50,10 +51,14 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def _fsync_tree(folder: Path) -> None:
+    """Files and folder entries under ``folder`` on disk, before the rename that makes it count."""
     for path in folder.rglob("*"):
         if path.is_file():
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
+        elif path.is_dir():
+            fsync_folder(path)
+    fsync_folder(folder)
 
 
 def save_checkpoint(run_dir: Path, step: int, env: DistEnv, keep: int, write: Callable[[Path], None]) -> Path:
@@ -74,6 +79,7 @@ def save_checkpoint(run_dir: Path, step: int, env: DistEnv, keep: int, write: Ca
     if env.is_main:
         _fsync_tree(partial)
         os.replace(partial, final)
+        fsync_folder(final.parent)
         for old in complete_checkpoints(run_dir)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     distributed.barrier()
