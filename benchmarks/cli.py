@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "throughput": ("benchmarks.throughput", "images/s, latency and memory of the model vs bicubic"),
     "quality": ("benchmarks.quality", "PSNR/SSIM/consistency of the model vs bicubic and lanczos"),
     "loader": ("benchmarks.loader", "images/s and CPU-s/image of the DALI and torch shard loaders"),
+    "shard": ("benchmarks.shard_bench", "images/s and images per CPU-s of `prep shard` on a source"),
     "train": ("benchmarks.train_bench", "training patches/s per process and 1 -> 2 process scaling, DDP and DeepSpeed"),
 }
 

@@ -1,6 +1,6 @@
-"""Sharding throughput (issue 3, item 6): images/s per core on a real source. Not a test.
+"""Sharding throughput (issue 3): images/s per core of `cxr-sr prep shard` on a real source.
 
-    python -m data_prep.benchmark ../shared/nih-sample [--workers 1 2] [--repeat 3]
+    cxr-sr bench shard --source ../shared/nih-sample [--workers 1 2] [--repeat 3] [--json FILE]
 
 For each worker count, shards the source into a fresh temporary folder and reports the best of
 `--repeat` runs: wall-clock images/s end to end (catalog and metadata join included), divided by
@@ -11,17 +11,13 @@ The first run pays for imports and a cold page cache, so take the best, not the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import resource
 import tempfile
 import time
 from pathlib import Path
 
-from data_prep.catalog import build_catalog
-from data_prep.shard import shard_dataset
-from data_prep.sources import open_source
+from benchmarks.bench_report import emit, header, markdown_table
 
 
 def _cpu_s() -> float:
@@ -32,6 +28,9 @@ def _cpu_s() -> float:
 
 def _catalog_cpu_s(source: Path) -> float:
     """CPU seconds of listing the source and joining the metadata (a fixed cost per run)."""
+    from data_prep.catalog import build_catalog
+    from data_prep.sources import open_source
+
     start = _cpu_s()
     build_catalog(open_source(source))
     return _cpu_s() - start
@@ -39,6 +38,8 @@ def _catalog_cpu_s(source: Path) -> float:
 
 def _one_run(source: Path, workers: int, samples_per_shard: int) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds, images written) of one fresh shard run."""
+    from data_prep.shard import shard_dataset
+
     with tempfile.TemporaryDirectory() as scratch:
         cpu_start, started = _cpu_s(), time.perf_counter()
         manifest = shard_dataset(source, Path(scratch) / "out", workers=workers, progress=False,
@@ -49,6 +50,9 @@ def _one_run(source: Path, workers: int, samples_per_shard: int) -> tuple[float,
 
 def manifest_size_hint(source: Path) -> int:
     """How many images the source holds (so every worker gets about two shards)."""
+    from data_prep.catalog import build_catalog
+    from data_prep.sources import open_source
+
     return len(build_catalog(open_source(source)).candidates)
 
 
@@ -68,19 +72,24 @@ def benchmark(source: Path, workers_list: list[int], repeat: int) -> dict:
                         "images_per_cpu_s": round(images / cpu_s, 1),
                         "catalog_cpu_s": round(catalog_cpu_s, 3),
                         "images_per_cpu_s_without_catalog": round(images / (cpu_s - catalog_cpu_s), 1)})
-    return {"source": str(source), "cpu_count": os.cpu_count(), "load_average_1min": os.getloadavg()[0],
-            "machine": platform.machine(), "python": platform.python_version(), "results": results}
+    return {"header": header(), "source": str(source), "load_average_1min": os.getloadavg()[0],
+            "results": results}
 
 
-def main() -> None:
-    """Command-line entry: print the benchmark as json."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("source", type=Path)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    print(json.dumps(benchmark(args.source, args.workers, args.repeat), indent=2))
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", type=Path, required=True,
+                        help="what `cxr-sr prep shard --source` takes (Kaggle zip or folder, or a folder of images)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to measure")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per worker count; the best is kept")
+    parser.add_argument("--json", type=Path, help="write the JSON here instead of stdout")
+    parser.add_argument("--markdown", type=Path, help="also write the table here")
 
 
-if __name__ == "__main__":
-    main()
+def run(args: argparse.Namespace) -> int:
+    document = benchmark(args.source, args.workers, args.repeat)
+    columns = ["workers", "images", "images/s", "images/s per worker", "images per CPU-s",
+               "images per CPU-s without catalog"]
+    rows = [[r["workers"], r["images"], r["images_per_s"], r["images_per_s_per_worker"], r["images_per_cpu_s"],
+             r["images_per_cpu_s_without_catalog"]] for r in document["results"]]
+    emit(document, markdown_table(columns, rows), args.json, args.markdown)
+    return 0
