@@ -70,6 +70,14 @@ def _restore(model, lr, scale: int, tile_px: int):
     return torch.from_numpy(upscale_image(model, lr[0, 0].numpy(), scale, tile_px))[None, None]
 
 
+def centre_crop(image, crop_px: int, scale: int):
+    """The protocol's HR: a centred ``crop_px`` square (0 or larger than the image: all of it),
+    trimmed to a multiple of ``scale``. Works on numpy arrays and tensors alike."""
+    height, width = (min(crop_px or n, n) // scale * scale for n in image.shape)
+    top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
+    return image[top:top + height, left:left + width]
+
+
 def evaluate_images(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[tuple]]:
     """Per-image figures for every method, and the tensors the figure needs (first 3 images)."""
     import torch
@@ -86,10 +94,9 @@ def evaluate_images(args: argparse.Namespace) -> tuple[list[dict[str, Any]], lis
     paths = paths[: args.limit] if args.limit else paths
     rows, kept = [], []
     for path in paths:
-        hr = torch.from_numpy(read_image(path).to_unit())
-        height, width = (min(args.crop_px or n, n) // scale * scale for n in hr.shape)
-        top, left = (hr.shape[0] - height) // 2, (hr.shape[1] - width) // 2
-        hr = hr[top:top + height, left:left + width][None, None]
+        hr = centre_crop(torch.from_numpy(read_image(path).to_unit()), args.crop_px, scale)
+        height, width = hr.shape
+        hr = hr[None, None]
         lr = downsample(hr, scale)
         outputs = {"model": _restore(model, lr, scale, args.tile),
                    "bicubic": bicubic_upsample(lr, scale).clamp(0, 1), "lanczos": _lanczos(lr, scale)}

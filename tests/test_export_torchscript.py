@@ -1,7 +1,6 @@
 """The TorchScript export: contract of ../shared/CONTRACTS.md §4, parity, warnings, the CLI."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import warnings

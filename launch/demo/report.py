@@ -9,9 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from benchmarks.bench_report import markdown_table
+from benchmarks.quality import centre_crop
 from data_prep.atomic import write_bytes_atomic
 from launch.demo.figures import (Restoration, comparison_figure, consistency_figure, loss_figures,
                                  throughput_figure)
@@ -27,12 +26,6 @@ def _read(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
-def _centre_crop(image: np.ndarray, crop_px: int, scale: int) -> np.ndarray:
-    height, width = (min(crop_px or n, n) // scale * scale for n in image.shape)
-    top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
-    return image[top:top + height, left:left + width]
-
-
 def restore(model, path: Path, crop_px: int, name: str) -> Restoration:
     """HR (centre crop), its LR by the project's degradation, bicubic and the model's SR (as `bench quality`)."""
     import torch
@@ -41,7 +34,7 @@ def restore(model, path: Path, crop_px: int, name: str) -> Restoration:
     from export.image_io import read_image
     from export.tiling import upscale_image
 
-    hr = torch.from_numpy(_centre_crop(read_image(path).to_unit(), crop_px, model.scale).copy())[None, None]
+    hr = torch.from_numpy(centre_crop(read_image(path).to_unit(), crop_px, model.scale).copy())[None, None]
     lr = downsample(hr, model.scale)
     return Restoration(name, lr[0, 0].numpy(), bicubic_upsample(lr, model.scale).clamp(0, 1)[0, 0].numpy(),
                        upscale_image(model, lr[0, 0].numpy(), model.scale, QUALITY_TILE_PX), hr[0, 0].numpy(),
