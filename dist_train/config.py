@@ -239,16 +239,27 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def resolve_config_path(name: str | Path) -> Path:
-    """A YAML path, or the name of a bundled config (``tiny_cpu`` -> dist_train/configs/tiny_cpu.yaml)."""
+def find_yaml(name: str | Path, folder: Path) -> Path | None:
+    """``name`` as a path to a file, else as the name of a YAML file in ``folder``; None if neither."""
     path = Path(name)
     if path.is_file():
         return path
-    bundled = CONFIG_DIR / f"{path.stem}.yaml"
-    if bundled.is_file() and path.suffix in ("", ".yaml"):
-        return bundled
-    choices = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
-    raise ConfigError(f"config file '{name}' not found; give a YAML path or one of: {choices}")
+    bundled = folder / f"{path.stem}.yaml"
+    return bundled if bundled.is_file() and path.suffix in ("", ".yaml") else None
+
+
+def yaml_names(folder: Path) -> list[str]:
+    """The names ``find_yaml`` accepts in ``folder``, for error messages."""
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    """A YAML path, or the name of a bundled config (``tiny_cpu`` -> dist_train/configs/tiny_cpu.yaml)."""
+    path = find_yaml(name, CONFIG_DIR)
+    if path is None:
+        raise ConfigError(f"config file '{name}' not found; give a YAML path or one of: "
+                          f"{', '.join(yaml_names(CONFIG_DIR))}")
+    return path
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from dist_train.config import find_yaml, yaml_names
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 LAUNCHERS = ("torchrun", "deepspeed", "slurm")
 
@@ -83,15 +85,13 @@ class LaunchPlan:
 
 
 def preset_names() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    return yaml_names(CONFIG_DIR)
 
 
 def load_preset(name: str) -> dict:
     """Launch settings of a preset: a YAML path or a name under launch/configs."""
-    path = Path(name)
-    if not path.is_file():
-        path = CONFIG_DIR / f"{name}.yaml"
-    if not path.is_file():
+    path = find_yaml(name, CONFIG_DIR)
+    if path is None:
         raise LaunchError(f"--preset {name!r} not found; give a YAML path or one of: {', '.join(preset_names())}")
     tree = yaml.safe_load(path.read_text()) or {}
     known = {f.name for f in dataclasses.fields(LaunchPlan)}
