@@ -53,18 +53,3 @@ def test_byte_target_caps_shards_by_source_size() -> None:
     tasks = plan_shards(items, {c.meta.patient_id: "train" for c in items}, seed=0,
                         samples_per_shard=100, shard_bytes=1000, settings_digest="x")
     assert [len(t.items) for t in tasks] == [2, 2, 2, 2, 2]
-
-
-def test_benchmark_lists_the_source_once_outside_the_timed_runs(tmp_path: Path, monkeypatch) -> None:
-    """The size hint used to list the source inside every timed run (charging the catalog twice to
-    sharding) and the catalog cost was re-measured per worker count: the figures were skewed."""
-    from data_prep import benchmark
-    from data_prep.synth import make_synthetic
-
-    source = make_synthetic(tmp_path / "synth", 6, seed=0, size_px=64)
-    listings = []
-    original = benchmark.build_catalog
-    monkeypatch.setattr(benchmark, "build_catalog", lambda *a, **k: listings.append(1) or original(*a, **k))
-    report = benchmark.benchmark(source, [1, 1], repeat=2)
-    assert [r["images"] for r in report["results"]] == [6, 6]
-    assert len(listings) == 1 + 2  # the size hint once, the catalog cost best of `repeat`
