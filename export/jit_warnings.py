@@ -1,8 +1,9 @@
-"""Silence torch.jit's own deprecation FutureWarning, and nothing else.
+"""Silence torch.jit's warning about its own deprecation, and nothing else.
 
 Current PyTorch prints "`torch.jit.script` is deprecated ..." (and the same for save/load/trace)
-on every call. TorchScript is what the user deploys, so the warning is noise for our users; but
-every other warning, including other FutureWarnings, must still reach them.
+on every call: a FutureWarning in torch 2.14, a DeprecationWarning in 2.11 (the GPU machines').
+TorchScript is what the user deploys, so the warning is noise for our users; but every other
+warning, including other deprecation warnings, must still reach them.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ JIT_DEPRECATION_MESSAGE = r"`torch\.jit\.\w+` is (deprecated|not supported in Py
 
 @contextlib.contextmanager
 def quiet_jit_deprecation() -> Iterator[None]:
-    """Within the block, ignore only torch.jit's FutureWarning about its own deprecation."""
+    """Within the block, ignore only torch.jit's warnings about its own deprecation."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=JIT_DEPRECATION_MESSAGE, category=FutureWarning)
+        for category in (FutureWarning, DeprecationWarning):
+            warnings.filterwarnings("ignore", message=JIT_DEPRECATION_MESSAGE, category=category)
         yield

@@ -74,14 +74,16 @@ def test_parity_failure_is_reported():
 
 
 def test_only_the_jit_deprecation_warning_is_silenced():
-    """torch.jit's FutureWarning is hidden; another FutureWarning in the same block still shows."""
+    """torch.jit's deprecation warning (a FutureWarning in torch 2.14, a DeprecationWarning in 2.11)
+    is hidden; other deprecation warnings in the same block still show."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with quiet_jit_deprecation():
             torch.jit.script(torch.nn.Identity())
             warnings.warn("something else is deprecated", FutureWarning)
+            warnings.warn("another thing is deprecated", DeprecationWarning)
     messages = [str(w.message) for w in caught]
-    assert messages == ["something else is deprecated"]
+    assert messages == ["something else is deprecated", "another thing is deprecated"]
 
 
 def test_export_command_from_a_run(tmp_path, capsys):
