@@ -25,8 +25,11 @@ def downsample(hr_batch: torch.Tensor, scale: int) -> torch.Tensor:
 def bicubic_upsample(lr_batch: torch.Tensor, scale: int) -> torch.Tensor:
     """The bicubic baseline: ``N x C x h x w`` -> ``N x C x (scale*h) x (scale*w)``, not clamped.
 
-    Not clamped because the generator adds its residual to it before its own final clamp.
+    Not clamped because the generator adds its residual to it before its own final clamp. The
+    ATen op is called directly, which is what ``F.interpolate(mode="bicubic")`` runs: scripting
+    ``F.interpolate`` would copy its whole body into the exported TorchScript file, and in torch
+    2.14 that body calls ``_upsample_lanczos2d_aa``, which torch 2.11 (the GPU machines') lacks, so
+    a file exported with 2.14 would not load there.
     """
     height, width = lr_batch.shape[-2], lr_batch.shape[-1]
-    return F.interpolate(lr_batch, size=[height * scale, width * scale], mode="bicubic",
-                         align_corners=False)
+    return torch.ops.aten.upsample_bicubic2d(lr_batch, [height * scale, width * scale], False)

@@ -42,6 +42,20 @@ def test_contract_shapes_range_and_meta(exported):
     assert {"metrics", "package_version", "torch_version"} <= set(meta)
 
 
+def test_file_carries_no_compiled_copy_of_torch_functions(exported):
+    """Scripting ``F.interpolate`` copies its body into the file, and that body changes between
+    torch releases: torch 2.14's calls ``_upsample_lanczos2d_aa``, so such a file would not load
+    in torch or libtorch 2.11 (the GPU machines'), as happened to the demo's model. The file may
+    hold module code (which calls ATen ops by name), never torch's Python functions."""
+    import zipfile
+
+    path, _ = exported
+    with zipfile.ZipFile(path) as archive:
+        code = {name: archive.read(name).decode() for name in archive.namelist() if name.endswith(".py")}
+    assert not [name for name in code if "/torch/nn/functional" in name]
+    assert not [name for name, text in code.items() if "lanczos" in text]
+
+
 def test_loads_and_runs_with_torch_alone(exported):
     """The user loads the file with `torch.jit.load` and no project code on the path."""
     path, _ = exported
