@@ -1,16 +1,13 @@
 """The C++ example (export/cpp) builds against the pip wheel's libtorch and matches Python.
 
-The build takes ~30 s on the 2-core CI box, so it happens once per source version: into a cache
-folder outside the repository ($CXR_SR_CPP_BUILD_DIR, else $XDG_CACHE_HOME or ~/.cache, then
-cxr-sr/cpp-<hash of the sources, torch version and Python>). libtorch is found through the
-Python running the tests (-DPython3_EXECUTABLE), as `cmake -S export/cpp -B build` finds it
-through the active virtualenv.
+The build takes ~30 s on the 2-core CI box, so it happens once per source version: into the
+cache folder of export/cpp_cache.py, outside the repository (keyed by the sources, torch and
+Python). libtorch is found through the Python running the tests (-DPython3_EXECUTABLE), as
+`cmake -S export/cpp -B build` finds it through the active virtualenv.
 """
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -21,35 +18,19 @@ import pytest
 import torch
 from PIL import Image
 
+from export.cpp_cache import BINARY_NAME, CPP_SOURCE, build_folder
 from export.image_io import read_image
 from export.torchscript import load_torchscript
 from launch.cli import main as cxr_sr
 from tests.export_helpers import exported_fake_run, smooth_image, write_png
-
-CPP_SOURCE = Path(__file__).resolve().parents[1] / "export" / "cpp"
-
-
-def _source_hash() -> str:
-    digest = hashlib.sha256(f"{torch.__version__}|{sys.executable}".encode())
-    for path in sorted(p for p in CPP_SOURCE.rglob("*") if p.is_file() and p.suffix != ".md"):
-        digest.update(str(path.relative_to(CPP_SOURCE)).encode() + path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def _build_root() -> Path:
-    if os.environ.get("CXR_SR_CPP_BUILD_DIR"):
-        return Path(os.environ["CXR_SR_CPP_BUILD_DIR"])
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "cxr-sr"
-
 
 @pytest.fixture(scope="session")
 def cpp_binary() -> Path:
     """The built `cxr_sr_upscale`, configured and compiled at most once per source version."""
     if shutil.which("cmake") is None:
         pytest.skip("cmake is not installed (apt-get install cmake g++)")
-    build = _build_root() / f"cpp-{_source_hash()}"
-    binary = build / "cxr_sr_upscale"
+    build = build_folder()
+    binary = build / BINARY_NAME
     build.mkdir(parents=True, exist_ok=True)
     with open(build / ".lock", "w") as lock:  # two pytest sessions at once build it once
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -123,3 +123,33 @@ def test_command_failure_reports_step_and_log(tmp_path):
         StepRunner(tmp_path, digest="d").run_all([Step("verify", "verify", verify_nothing)])
     assert "`cxr-sr prep verify ...` exited with 1" in str(failure.value)
     assert (tmp_path / "logs" / "verify.log").read_text().startswith("# cxr-sr demo step 'verify'")
+
+
+def test_demo_takes_only_the_cpp_build_made_for_its_own_torch(tmp_path, monkeypatch):
+    """A build cached by another venv (another torch) links another libtorch, which may not load
+    this torch's TorchScript file: the demo once ran such a build and failed. Only the build
+    under this checkout's key counts, however recent the other one is."""
+    import os
+    import time
+
+    import launch.demo.cpp as demo_cpp
+    from export.cpp_cache import BINARY_NAME, build_folder
+
+    monkeypatch.setenv("CXR_SR_CPP_BUILD_DIR", str(tmp_path))
+    monkeypatch.delenv("CXR_SR_CPP_BINARY", raising=False)
+    monkeypatch.setattr(demo_cpp, "PROJECT_ROOT", tmp_path / "checkout")  # no build/ of its own
+
+    def fake_binary(folder: Path) -> Path:
+        folder.mkdir(parents=True)
+        binary = folder / BINARY_NAME
+        binary.write_text("#!/bin/sh\n")
+        binary.chmod(0o755)
+        return binary
+
+    ours = fake_binary(build_folder())
+    other = fake_binary(tmp_path / "cpp-0123456789abcdef")
+    later = time.time() + 60
+    os.utime(other, (later, later))
+    assert demo_cpp.find_binary() == ours
+    ours.unlink()
+    assert demo_cpp.find_binary() is None

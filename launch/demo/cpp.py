@@ -1,7 +1,8 @@
 """Running the exported model once through the C++ example (export/cpp), when it has been built.
 
 The demo never builds it (a minute of compiling on a 2-core box): it looks for a binary where the
-README's build and the test suite's cached build put it, and skips with the build command otherwise.
+README's build and the test suite's cached build (export/cpp_cache.py) put it, and skips with the
+build command otherwise.
 """
 from __future__ import annotations
 
@@ -12,20 +13,22 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-BINARY_NAME = "cxr_sr_upscale"
+from export.cpp_cache import BINARY_NAME, build_folder
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BUILD_HINT = "cmake -S export/cpp -B build && cmake --build build -j 2"
 
 
 def find_binary() -> Path | None:
-    """$CXR_SR_CPP_BINARY, else build/ of the checkout, else the newest build cached by the tests."""
+    """$CXR_SR_CPP_BINARY, else build/ of the checkout, else the tests' cached build for this torch.
+
+    Only the cached build made with this torch and Python is taken: another venv's build links
+    another libtorch, which may not load this torch's TorchScript files.
+    """
     explicit = os.environ.get("CXR_SR_CPP_BINARY")
     if explicit:
         return Path(explicit) if Path(explicit).is_file() else None
-    candidates = [PROJECT_ROOT / "build" / BINARY_NAME]
-    cache_root = Path(os.environ.get("CXR_SR_CPP_BUILD_DIR") or
-                      Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cxr-sr")
-    candidates += sorted(cache_root.glob(f"cpp-*/{BINARY_NAME}"), key=lambda p: p.stat().st_mtime, reverse=True)
+    candidates = [PROJECT_ROOT / "build" / BINARY_NAME, build_folder() / BINARY_NAME]
     return next((p for p in candidates if p.is_file() and os.access(p, os.X_OK)), None)
 
 

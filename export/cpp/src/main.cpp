@@ -103,8 +103,11 @@ int main(int argc, char** argv) {
     std::cerr << options.input << " (" << batch.size(2) << "x" << batch.size(3) << ") -> "
               << options.output << " (" << output.size(2) << "x" << output.size(3) << ")\n";
   } catch (const std::exception& error) {
-    // c10::Error carries a backtrace after the first line: keep the one line users need
+    // c10::Error carries a backtrace after its message (which may begin with a newline): keep
+    // the first line that says something
     std::string message = error.what();
+    const auto start = message.find_first_not_of(" \n\r\t");
+    message = start == std::string::npos ? "unknown error" : message.substr(start);
     std::cerr << "error: " << message.substr(0, message.find('\n')) << "\n";
     return 1;
   }
