@@ -114,6 +114,26 @@ def test_changed_settings_rerun_and_later_steps_follow(tmp_path):
     assert calls == ["a", "b", "c", "b", "c", "a", "b", "c"]
 
 
+def test_skipped_step_is_tried_again_next_run(tmp_path):
+    """The C++ step skips when the example is not built and says "build it, then re-run the demo":
+    the re-run must then run it (and the steps after it, which report its result)."""
+    calls: list[str] = []
+    built = {"cpp": False}
+
+    def cpp(context) -> None:
+        calls.append("cpp")
+        if not built["cpp"]:
+            context.results["skipped"] = "not built"
+
+    steps = [Step("a", "a", lambda context: calls.append("a")), Step("cpp", "cpp", cpp),
+             Step("report", "report", lambda context: calls.append("report"))]
+    StepRunner(tmp_path, digest="d").run_all(steps)
+    built["cpp"] = True
+    StepRunner(tmp_path, digest="d").run_all(steps)
+    StepRunner(tmp_path, digest="d").run_all(steps)
+    assert calls == ["a", "cpp", "report", "cpp", "report"]
+
+
 def test_command_failure_reports_step_and_log(tmp_path):
     """A command that exits non-zero is reported as `cxr-sr ...` with its last line, pointing at the log."""
     def verify_nothing(context) -> None:
@@ -153,3 +173,19 @@ def test_demo_takes_only_the_cpp_build_made_for_its_own_torch(tmp_path, monkeypa
     assert demo_cpp.find_binary() == ours
     ours.unlink()
     assert demo_cpp.find_binary() is None
+
+
+def test_cpp_build_key_is_the_same_for_every_entry_point_of_one_venv():
+    """The tests build under ``python -m pytest`` and the demo runs as the ``cxr-sr`` console
+    script, whose interpreter path may be ``python3``: when the key held the interpreter's path,
+    the demo never found the tests' build."""
+    from export.cpp_cache import build_folder
+
+    folders = set()
+    for name in ("python", "python3"):
+        interpreter = Path(sys.executable).with_name(name)
+        if interpreter.exists():
+            folders.add(subprocess.run([str(interpreter), "-c", "from export.cpp_cache import build_folder; "
+                                        "print(build_folder())"], capture_output=True, text=True, check=True,
+                                       cwd=Path(__file__).resolve().parents[1]).stdout.strip())
+    assert folders == {str(build_folder())}

@@ -107,9 +107,15 @@ class StepRunner:
         self.log_dir = self.out / "logs"
 
     def completed(self, name: str) -> dict[str, Any] | None:
-        """The marker of a step completed under the current settings, else None."""
+        """The marker of a step completed under the current settings, else None.
+
+        A step that skipped its work (something it needs was missing, like the C++ build) is not
+        complete: the next run tries it again, as its message tells the user.
+        """
         record = read_marker(self.out, name)
-        return record if record is not None and record.get("digest") == self.digest else None
+        if record is None or record.get("digest") != self.digest or "skipped" in record.get("results", {}):
+            return None
+        return record
 
     def _write_marker(self, name: str, record: dict[str, Any]) -> None:
         path = marker_path(self.out, name)
