@@ -14,6 +14,7 @@ from dist_train.degradation import bicubic_upsample, downsample
 
 METRIC_NAMES = ("psnr_db", "ssim", "bicubic_psnr_db", "bicubic_ssim", "consistency_psnr_db")
 BICUBIC_NAMES = ("bicubic_psnr_db", "bicubic_ssim")  # depend on the data only, not on the model
+MODEL_NAMES = tuple(name for name in METRIC_NAMES if name not in BICUBIC_NAMES)
 
 
 def quantize(image: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from dist_train.distributed import DistEnv
 from dist_train.ema import EMA
 from dist_train.gan_step import train_step
 from dist_train.losses import GeneratorLoss
-from dist_train.metrics import BICUBIC_NAMES, METRIC_NAMES, MetricAccumulator, evaluate
+from dist_train.metrics import BICUBIC_NAMES, METRIC_NAMES, MODEL_NAMES, MetricAccumulator, evaluate
 from dist_train.models import build_discriminator, build_generator
 from dist_train.perceptual import build_vgg19_features
 from dist_train.precision import Precision
@@ -114,8 +114,7 @@ class Trainer:
         """Protocol metrics of the EMA generator (fp32) over the whole validation split, all ranks."""
         model, scale = self.ema.module.eval(), self.cfg.model.scale
         with_bicubic = self._bicubic_metrics is None  # the same validation set every time: once is enough
-        names = METRIC_NAMES if with_bicubic else tuple(n for n in METRIC_NAMES if n not in BICUBIC_NAMES)
-        accumulator, first = MetricAccumulator(names), None
+        accumulator, first = MetricAccumulator(METRIC_NAMES if with_bicubic else MODEL_NAMES), None
         for lr, hr in self.val_batches:
             sr = model(lr.float())
             accumulator.add(evaluate(sr, hr, lr, scale, with_bicubic))

@@ -1,14 +1,15 @@
 """What a batch is for the map-style backends (``folder`` and ``torch``), over any image source.
 
-A source is the one thing the backends differ in: ``len(source)``, ``source.image(i)`` (uint8
-``H x W``) and ``source.key(i)``, picklable so that DataLoader workers can take it. Sampling,
+An ``ImageSource`` is the one thing the backends differ in: their items (file paths, shard
+sample references) and how one item is decoded and named. Sampling,
 padding and augmentation follow ``dist_train.data.sampling`` and LR is made with
 ``dist_train.degradation.downsample`` (the reference degradation), so a training batch is a pure
 function of its position ``(epoch, batch)`` and a resumed run needs no replay.
 """
 from __future__ import annotations
 
-from typing import Iterator, Protocol
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -21,10 +22,23 @@ from dist_train.data.samples import augment_patch, val_crop
 from dist_train.degradation import downsample
 
 
-class ImageSource(Protocol):
-    def __len__(self) -> int: ...
-    def image(self, index: int) -> np.ndarray: ...
-    def key(self, index: int) -> str: ...
+@dataclass(frozen=True)
+class ImageSource:
+    """Items with how to decode one (to uint8 ``H x W``) and name it. ``decode`` and ``name`` must
+    be module-level functions, so that DataLoader workers can pickle the source."""
+
+    items: list[Any]
+    decode: Callable[[Any], np.ndarray]
+    name: Callable[[Any], str]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def image(self, index: int) -> np.ndarray:
+        return self.decode(self.items[index])
+
+    def key(self, index: int) -> str:
+        return self.name(self.items[index])
 
 
 def lr_hr_batch(hr_images: list[np.ndarray], scale: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,7 +14,7 @@ import torch
 
 from data_prep.image_io import DICOM_SUFFIXES, read_gray8
 from dist_train.config import Config
-from dist_train.data.batches import ValBatches, positioned_train_loader
+from dist_train.data.batches import ImageSource, ValBatches, positioned_train_loader
 from dist_train.data.positioned import PositionedTrainLoader
 
 IMAGE_SUFFIXES = (".png", *DICOM_SUFFIXES)
@@ -37,29 +37,27 @@ def split_paths(cfg: Config) -> tuple[list[Path], list[Path]]:
     return paths[:len(paths) - held_out], paths[len(paths) - held_out:]
 
 
-class FolderImages:
+def decode_file(path: Path) -> np.ndarray:
+    """One PNG/DICOM file as uint8 ``H x W``."""
+    return read_gray8(path)[0]
+
+
+def file_stem(path: Path) -> str:
+    return path.stem
+
+
+def folder_images(paths: list[Path]) -> ImageSource:
     """Image files as an image source (``dist_train.data.batches``); keys are the file stems."""
-
-    def __init__(self, paths: list[Path]):
-        self.paths = paths
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def image(self, index: int) -> np.ndarray:
-        return read_gray8(self.paths[index])[0]
-
-    def key(self, index: int) -> str:
-        return self.paths[index].stem
+    return ImageSource(paths, decode_file, file_stem)
 
 
 def build_folder_train_loader(cfg: Config, rank: int, world_size: int, device: torch.device) -> PositionedTrainLoader:
     """Endless training batches from a folder, with a resumable position."""
     paths, _ = split_paths(cfg)
-    return positioned_train_loader(FolderImages(paths), cfg, rank, world_size, device, "folder")
+    return positioned_train_loader(folder_images(paths), cfg, rank, world_size, device, "folder")
 
 
 def build_folder_val_loader(cfg: Config, rank: int, world_size: int, device: torch.device) -> ValBatches:
     """This rank's held-out images (the folder is listed once, here)."""
     _, paths = split_paths(cfg)
-    return ValBatches(FolderImages(paths), cfg, rank, world_size, device)
+    return ValBatches(folder_images(paths), cfg, rank, world_size, device)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from dist_train.config import Config
-from dist_train.data.batches import ValBatches, positioned_train_loader
+from dist_train.data.batches import ImageSource, ValBatches, positioned_train_loader
 from dist_train.data.positioned import PositionedTrainLoader
 from dist_train.data.samples import decode_gray8
 from dist_train.data.shardset import SampleRef, SplitShards, load_split
@@ -25,20 +25,18 @@ def read_png(ref: SampleRef) -> bytes:
         return tar.read(ref.png_size)
 
 
-class ShardImages:
+def decode_sample(ref: SampleRef) -> np.ndarray:
+    """One shard sample as uint8 ``H x W``."""
+    return decode_gray8(read_png(ref))
+
+
+def sample_key(ref: SampleRef) -> str:
+    return ref.key
+
+
+def shard_images(split: SplitShards) -> ImageSource:
     """The samples of one split as an image source (``dist_train.data.batches``)."""
-
-    def __init__(self, refs: list[SampleRef]):
-        self.refs = refs
-
-    def __len__(self) -> int:
-        return len(self.refs)
-
-    def image(self, index: int) -> np.ndarray:
-        return decode_gray8(read_png(self.refs[index]))
-
-    def key(self, index: int) -> str:
-        return self.refs[index].key
+    return ImageSource(split.sample_refs(), decode_sample, sample_key)
 
 
 def build_torch_train_loader(cfg: Config, rank: int, world_size: int, device: torch.device,
@@ -46,7 +44,7 @@ def build_torch_train_loader(cfg: Config, rank: int, world_size: int, device: to
                              shuffle: bool = True) -> PositionedTrainLoader:
     """Endless, resumable training batches of this rank from the train shards."""
     split = split if split is not None else load_split(cfg.data.shards, "train")
-    return positioned_train_loader(ShardImages(split.sample_refs()), cfg, rank, world_size, device, "torch",
+    return positioned_train_loader(shard_images(split), cfg, rank, world_size, device, "torch",
                                    shuffle)
 
 
@@ -54,4 +52,4 @@ def build_torch_val_loader(cfg: Config, rank: int, world_size: int, device: torc
                            split: SplitShards | None = None) -> ValBatches:
     """This rank's validation pairs from the val shards (see ``ValBatches``)."""
     split = split if split is not None else load_split(cfg.data.shards, "val")
-    return ValBatches(ShardImages(split.sample_refs()), cfg, rank, world_size, device)
+    return ValBatches(shard_images(split), cfg, rank, world_size, device)
