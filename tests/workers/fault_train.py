@@ -12,6 +12,9 @@ the smallest needed to make one fault or one comparison reproducible with real p
 * ``CXR_SR_TEST_GLOBAL_BATCH=N``: every rank draws the global batch of N from one world-size-
   independent source (the folder loader as rank 0 of 1) and keeps its own slice, so runs with
   different process counts see exactly the same samples per step.
+* ``CXR_SR_TEST_GRADIENTS=1``: rank 0 records each network's gradients just before every
+  optimizer step (after DDP's all-reduce, before clipping) and writes them to
+  ``RUN/gradients.pt`` as ``{step: {net: {name: tensor}}}``.
 """
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ import os
 import sys
 import time
 from dataclasses import replace
+
+import torch
 
 from dist_train import trainer as trainer_module
 from dist_train.checkpoint import TRAINER_FILE
@@ -79,6 +84,21 @@ class FaultyTrainer(_RealTrainer):
             rank, _, step = os.environ["CXR_SR_TEST_HANG_STEP"].partition(":")
             if env.rank == int(rank):
                 self._hang_before_step(int(step))
+        if os.environ.get("CXR_SR_TEST_GRADIENTS") and env.is_main:
+            self._record_gradients()
+
+    def _record_gradients(self) -> None:
+        self.gradients: dict[int, dict[str, dict[str, torch.Tensor]]] = {}
+        real_step = self.backend.step
+
+        def step(net):
+            module = self.backend.module(net)
+            self.gradients.setdefault(self.step, {})[net] = {
+                name: param.grad.detach().clone() for name, param in module.named_parameters()
+                if param.grad is not None}
+            torch.save(self.gradients, self.run_dir / "gradients.pt")
+            real_step(net)
+        self.backend.step = step
 
     def _hang_before_step(self, step: int) -> None:
         real_next_batch = self.train_batches.next_batch
