@@ -1,4 +1,4 @@
-"""`cxr-sr bench quality`: ../shared/CONTRACTS.md §5 for the model, bicubic and lanczos.
+"""`cxr-sr bench quality`: docs/contracts.md §5 for the model, bicubic and lanczos.
 
 Each HR image (PNG/DICOM) is centre-cropped to ``--crop-px`` (a multiple of the scale), degraded
 with the project's one degradation, and restored by every method; PSNR, SSIM and the consistency
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     summary = summarise(rows)
     document = {"header": header(), "settings": {"model": str(args.model), "crop_px": args.crop_px,
-                                                 "protocol": "../shared/CONTRACTS.md §5"},
+                                                 "protocol": "docs/contracts.md §5"},
                 "summary": summary, "images": rows}
     if args.figure is not None:
         from benchmarks.quality_figure import write_figure

@@ -1,4 +1,4 @@
-"""Sharding throughput (issue 3): images/s per core of `cxr-sr prep shard` on a real source.
+"""Sharding throughput: images/s per core of `cxr-sr prep shard` on a real source.
 
     cxr-sr bench shard --source ../shared/nih-sample [--workers 1 2] [--repeat 3] [--json FILE]
 

@@ -1,4 +1,4 @@
-"""`manifest.json` of a shard set: what verify checks and what the loader reads (CONTRACTS §2).
+"""`manifest.json` of a shard set: what verify checks and what the loader reads (docs/contracts.md §2).
 
 Deterministic by construction (no timestamps, sorted keys): equal input and settings give a
 byte-identical manifest, like the shards it describes.

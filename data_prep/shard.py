@@ -3,7 +3,7 @@
 Plan (catalog, patient-disjoint split, seeded order, fixed-size shards), then write every shard
 not already complete, on all cores, then `manifest.json`. Each shard is the unit of resume: a
 re-run after a kill finds complete shards by their state files (`.partial/`, removed once the
-manifest is written) and redoes only the rest. Output layout: ../shared/CONTRACTS.md §2.
+manifest is written) and redoes only the rest. Output layout: docs/contracts.md §2.
 """
 from __future__ import annotations
 

@@ -91,7 +91,7 @@ class DataConfig:
     backend: str = "folder"  # folder (PNG folder) | torch (shards, PyTorch) | dali (shards, DALI)
     device: str = "cpu"  # where DALI decodes: cpu | gpu (mixed)
     images: str = ""  # folder of PNGs for backend=folder
-    shards: str = ""  # shard set directory (CONTRACTS §2) for backend=torch|dali
+    shards: str = ""  # shard set directory (docs/contracts.md §2) for backend=torch|dali
     patch_px: int = 96  # HR training patch; LR patch = patch_px / scale
     batch_size: int = 16  # per process
     workers: int = 2

@@ -1,4 +1,4 @@
-"""The one degradation (../shared/CONTRACTS.md §3): antialiased bicubic downsampling, clamped.
+"""The one degradation (docs/contracts.md §3): antialiased bicubic downsampling, clamped.
 
 Training, validation, benchmarks and the demo all call these two functions, so a change of the
 degradation happens here or nowhere.

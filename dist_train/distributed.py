@@ -80,7 +80,7 @@ def shutdown(wait_for_peers: bool = False) -> None:
     """Leave the process group while the interpreter is still whole.
 
     Gloo groups that live on into interpreter teardown can abort a finished worker ('terminate
-    called without an active exception', seen once in CI after a complete ZeRO-2 run). So the
+    called without an active exception', e.g. after a complete ZeRO-2 run). So the
     caller drops its engines first; DeepSpeed's own cached group references go through
     ``deepspeed.comm.destroy_process_group``; and the groups are collected here, not at exit.
     After a clean finish a barrier first makes sure no peer is still inside a collective when this

@@ -1,4 +1,4 @@
-"""The quality protocol of ../shared/CONTRACTS.md §5, on torchmetrics.
+"""The quality protocol of docs/contracts.md §5, on torchmetrics.
 
 SR and HR are compared as single-channel uint8 (SR clamped and rounded) with ``scale`` pixels
 cropped at each border; PSNR (peak 255) and SSIM (Gaussian window 11, sigma 1.5, constants for

@@ -1,5 +1,5 @@
 """Deployment of the trained generator: TorchScript / .pt2 export, the C++ example, `cxr-sr upscale`.
 
-The exported-model contract is ../shared/CONTRACTS.md §4; everything here imports lazily so that
+The exported-model contract is docs/contracts.md §4; everything here imports lazily so that
 `import export` stays cheap.
 """

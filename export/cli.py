@@ -13,7 +13,7 @@ def register_export(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser = subparsers.add_parser(
         "export", help="export a run's generator as TorchScript (or a torch.export .pt2)",
         description="Export the EMA generator of a run's newest checkpoint following "
-                    "../shared/CONTRACTS.md §4, after a parity check against eager.")
+                    "docs/contracts.md §4, after a parity check against eager.")
     parser.add_argument("--run", type=Path, required=True, dest="run_dir", help="training run folder")
     parser.add_argument("--out", type=Path, required=True,
                         help="output file (.pt for TorchScript, .pt2 for --format pt2)")

@@ -3,7 +3,7 @@
 Iterative back-projection (Irani & Peleg 1991) with the project's own degradation: the LR error
 of the current SR is upsampled and added back, so the result keeps the model's detail but its
 downsample converges to the input. Its effect is reported with the consistency figure of
-../shared/CONTRACTS.md §5 before and after.
+docs/contracts.md §5 before and after.
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from PIL import Image
 from data_prep.atomic import atomic_open
 from data_prep.image_io import DICOM_SUFFIXES, ImageDecodeError, sniff_format
 
-MIN_SIDE_PX = 8  # ../shared/CONTRACTS.md §4: any h, w >= 8
+MIN_SIDE_PX = 8  # docs/contracts.md §4: any h, w >= 8
 DEFAULT_MAX_INPUT_PIXELS = 25_000 * 25_000  # above Pillow's bomb guard; 20,000 x 20,000 must pass
 
 

@@ -1,4 +1,4 @@
-"""The `meta.json` carried by every exported model (../shared/CONTRACTS.md §4)."""
+"""The `meta.json` carried by every exported model (docs/contracts.md §4)."""
 from __future__ import annotations
 
 import datetime

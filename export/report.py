@@ -24,7 +24,7 @@ class ImageResult:
     output_size: str | None = None
     bit_depth: int | None = None
     tiles: int | None = None
-    consistency_psnr_db: float | None = None  # ../shared/CONTRACTS.md §5: PSNR(down(SR), LR)
+    consistency_psnr_db: float | None = None  # docs/contracts.md §5: PSNR(down(SR), LR)
     consistency_after_dc_psnr_db: float | None = None  # after the hard data-consistency step
     seconds: float | None = None
     notes: list[str] = field(default_factory=list)

@@ -1,4 +1,4 @@
-"""TorchScript export of the generator (../shared/CONTRACTS.md §4) and its loader."""
+"""TorchScript export of the generator (docs/contracts.md §4) and its loader."""
 from __future__ import annotations
 
 import json

@@ -1,7 +1,7 @@
 """The module that gets exported: the generator followed by the clamp to [0, 1].
 
 The generator itself returns unclamped values (training losses need them); the deployment
-contract (../shared/CONTRACTS.md §4) promises [0, 1], so the clamp lives in the exported graph.
+contract (docs/contracts.md §4) promises [0, 1], so the clamp lives in the exported graph.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The app's computing without a browser: upload checks, tiled SSIM, modes, downloads.
 
 Why: the page only shows what launch.app.processing returns, so the numbers it shows must be the
-protocol's (CONTRACTS §5) and every bad upload must become a sentence. The tiled SSIM exists
+protocol's (docs/contracts.md §5) and every bad upload must become a sentence. The tiled SSIM exists
 because the protocol's SSIM needs ~5 GB for a 1024 px image; it must equal the untiled figure.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The shard backends plugged into the real trainer: configuration alone switches them.
 
-Why: issue 4 is done only when `data.backend=dali|torch` trains without changes to the training
+Why: a loader backend is usable only when `data.backend=dali|torch` trains without changes to the training
 loop, and when a resumed run continues with the batches the uninterrupted one had (the trainer
 stores each rank's data position in its checkpoint).
 """

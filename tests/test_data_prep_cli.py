@@ -1,4 +1,4 @@
-"""`cxr-sr prep ...` and `python -m data_prep ...`: the issue's done-when, end to end on synth."""
+"""`cxr-sr prep ...` and `python -m data_prep ...`: shard then verify, end to end on synth."""
 from __future__ import annotations
 
 import json

@@ -134,8 +134,8 @@ def test_partial_of_another_version_restarts(credentials, tmp_path: Path) -> Non
 
 
 def test_ranged_reply_for_another_size_restarts_from_zero(credentials, tmp_path: Path) -> None:
-    """A 206 whose total differs from the partial's is the tail of another file; it used to be
-    written at offset 0 (the file's tail as its head). It must be dropped and the whole file
+    """A 206 whose total differs from the partial's is the tail of another file; appended, it
+    would become the new file's head. It must be dropped and the whole file
     asked for without Range."""
     (tmp_path / "data.zip.part").write_bytes(b"old bytes" * 1000)
     (tmp_path / "data.zip.part.json").write_text(json.dumps({"validator": '"v1"', "total": 9000, "md5": None}))

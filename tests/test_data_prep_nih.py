@@ -80,7 +80,7 @@ def test_zip_of_the_sample_gives_the_same_shards(nih_sample_dir: Path, nih_shard
 
 
 def test_cli_shard_then_verify_report_the_split_counts(nih_shards: tuple[Path, dict], capsys) -> None:
-    """The issue's done-when: `prep verify` succeeds on the set and reports the split counts;
+    """`prep verify` succeeds on the set and reports the split counts;
     a tampered set makes it exit non-zero naming the file."""
     out, manifest = nih_shards
     assert prep_main(["verify", str(out)]) == 0

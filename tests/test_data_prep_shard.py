@@ -1,4 +1,4 @@
-"""Sharding the synthetic set: the shard-set contract (CONTRACTS §2) that the loaders rely on."""
+"""Sharding the synthetic set: the shard-set contract (docs/contracts.md §2) that the loaders rely on."""
 from __future__ import annotations
 
 import json

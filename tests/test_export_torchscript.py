@@ -1,4 +1,4 @@
-"""The TorchScript export: contract of ../shared/CONTRACTS.md §4, parity, warnings, the CLI."""
+"""The TorchScript export: contract of docs/contracts.md §4, parity, warnings, the CLI."""
 from __future__ import annotations
 
 import subprocess
@@ -134,8 +134,8 @@ def test_export_rejects_an_out_name_the_loader_would_misread(tmp_path, capsys, e
 
 @pytest.mark.parametrize("export_format", ["torchscript", "pt2"])
 def test_failed_recheck_of_the_saved_file_leaves_nothing(tmp_path, monkeypatch, export_format):
-    """The re-check of the file as saved ran after the temporary file was written, and a failure
-    there left `*.tmp` (or `*.tmp.pt2`) behind although the docstring promised nothing is written.
+    """The re-check of the file as saved runs after the temporary file is written; a failure there
+    must leave no `*.tmp` (or `*.tmp.pt2`) behind, as the docstring promises nothing is written.
     The .pt2 compile is replaced by a stub writing junk: the cleanup, not AOTInductor, is tested."""
     import export.pt2
     import export.torchscript
@@ -159,8 +159,8 @@ def test_failed_recheck_of_the_saved_file_leaves_nothing(tmp_path, monkeypatch, 
 
 
 def test_upscale_report_and_outputs_are_written_atomically(tmp_path, monkeypatch):
-    """The report was written in place (a crash left half a JSON) and PNG/DICOM outputs by a
-    hand-rolled temp + rename that left the temp file when saving failed."""
+    """The report and the PNG/DICOM outputs go through one atomic writer: a crash must leave
+    neither half a JSON nor a temp file when saving fails."""
     import numpy as np
 
     from export.dicom_out import write_dicom

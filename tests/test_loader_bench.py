@@ -1,4 +1,4 @@
-"""`cxr-sr bench loader` writes the JSON issue 4 specifies (its figures are not checked here:
+"""`cxr-sr bench loader` writes the JSON RESULTS.md is built from (its figures are not checked here:
 timings do not belong in tests)."""
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ def _epoch_keys(loader) -> list[list[str]]:
 
 
 def test_batches_have_the_contract_shapes_and_lr_is_the_degradation(shards):
-    """N x 1 x h x w float32 in [0, 1], LR = downsample(HR) (CONTRACTS §3)."""
+    """N x 1 x h x w float32 in [0, 1], LR = downsample(HR) (docs/contracts.md §3)."""
     loader = build_train_loader(tiny_config(shards, "torch"), 0, 1, CPU)
     try:
         lr, hr = loader.next_batch()
@@ -112,7 +112,7 @@ def test_validation_is_disjoint_unaugmented_and_scale_aligned(shards):
 
 
 def test_sixteen_bit_png_is_scaled_not_clipped():
-    """PIL's convert("L") clips 16-bit values to 255; the twin scales them (issue 4)."""
+    """PIL's convert("L") clips 16-bit values to 255 (a white image); the twin scales them."""
     wide = np.array([[0, 257 * 100, 65535]], dtype=np.uint16)
     png = io.BytesIO()
     Image.fromarray(wide).save(png, format="PNG")

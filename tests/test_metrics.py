@@ -1,4 +1,4 @@
-"""The quality protocol (CONTRACTS §5) equals an independent numpy implementation on real X-rays.
+"""The quality protocol (docs/contracts.md §5) equals an independent numpy implementation on real X-rays.
 
 The research code reported the PSNR of the mean MSE against the last image's maximum; here PSNR
 and SSIM are computed per image on uint8 levels with a fixed peak of 255, then averaged.

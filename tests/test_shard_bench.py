@@ -25,8 +25,8 @@ def test_bench_shard_counts_every_image_for_each_worker_count(synth_images, tmp_
 
 
 def test_benchmark_lists_the_source_once_outside_the_timed_runs(tmp_path: Path, monkeypatch) -> None:
-    """The size hint used to list the source inside every timed run (charging the catalog twice to
-    sharding) and the catalog cost was re-measured per worker count: the figures were skewed."""
+    """Listing the source inside every timed run would charge the catalog twice to sharding, and
+    re-measuring the catalog per worker count would skew the figures: it is listed once."""
     import data_prep.catalog
     import data_prep.shard  # bound to the real build_catalog before the patch below
     from benchmarks.shard_bench import benchmark

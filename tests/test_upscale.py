@@ -95,9 +95,8 @@ def test_real_folder_of_pngs_and_dicoms(toy_model, realxray_dir, tmp_path):
 
 
 def test_upscale_app_and_quality_bench_tile_one_image_alike(toy_model, tmp_path, monkeypatch):
-    """Whole-image tiled SR was written three times, with overlaps of 32 (`cxr-sr upscale`),
-    16 (the app) and min(32, tile / 2) (the quality bench), so one image got three SRs. All
-    three now call export.tiling.upscale_image; this records what reaches the tiler."""
+    """`cxr-sr upscale`, the app and the quality bench must give one image one SR: all three call
+    export.tiling.upscale_image with the same overlap; this records what reaches the tiler."""
     import torch
 
     import export.tiling

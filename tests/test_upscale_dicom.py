@@ -91,7 +91,7 @@ def test_dicom_written_as_png_by_option(toy_model, realxray_dir, tmp_path):
 
 
 def test_dicom_pixel_limit_checked_before_decoding(realxray_dir):
-    """--max-input-pixels used to apply to PNG only: a DICOM of any size was decoded in full."""
+    """--max-input-pixels guards DICOM as it does PNG: a DICOM of any size is refused before decoding."""
     from export.image_io import ImageTooLargeError, read_image
 
     with pytest.raises(ImageTooLargeError, match="1841x1955 px is above"):

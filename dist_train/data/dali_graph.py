@@ -1,7 +1,7 @@
 """Building blocks of the DALI pipelines: augmentation and the degradation, inside the graph.
 
 These mirror ``samples`` (crop, dihedral symmetry, validation box) and
-``dist_train.degradation.downsample`` (antialiased bicubic, CONTRACTS §3) operation for operation.
+``dist_train.degradation.downsample`` (antialiased bicubic, docs/contracts.md §3) operation for operation.
 
 Why not ``fn.resize(interp_type=INTERP_CUBIC, antialias=True)``: its kernel matches PyTorch's
 inside the image, but it extends the image at the border where PyTorch (like PIL) renormalises

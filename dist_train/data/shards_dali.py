@@ -1,9 +1,9 @@
 """Backend ``dali``: the shard set decoded by DALI (``mixed`` on GPU, ``cpu`` without one).
 
 ``data.device=gpu`` runs decoding ("mixed"), augmentation and the degradation on the GPU. Note
-that nvImageCodec has no GPU PNG decoder, so for the PNG shards of CONTRACTS §2 the inflate step
-stays on the CPU even then; only the operators after it move. (Written for the GPU, run here
-only on the CPU: no GPU was available when it was written.)
+that nvImageCodec has no GPU PNG decoder, so for the PNG shards of docs/contracts.md §2 the inflate step
+stays on the CPU even then; only the operators after it move. The test suite runs the ``cpu``
+operators only (it needs no GPU); the ``mixed`` path needs a GPU machine with DALI installed.
 
 Semantics (see ``sampling`` for the shared plan):
 

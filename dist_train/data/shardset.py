@@ -1,4 +1,4 @@
-"""The shard set of ../shared/CONTRACTS.md §2 as the loaders see it: shards per split, in order.
+"""The shard set of docs/contracts.md §2 as the loaders see it: shards per split, in order.
 
 The order of samples in a split is fixed here, once, for every backend: shards sorted by name,
 samples in the order of their DALI index (= their order in the tar). Sample ``i`` of a split is

@@ -145,7 +145,7 @@ def show(st, comparison, name: str) -> None:
                      "consistency dB": values["consistency_psnr_db"]})
     st.table(rows)
     st.caption("PSNR/SSIM against the high-resolution original as uint8 with a 4 px border crop; consistency = "
-               "PSNR between the downsampled output and the LR input (../shared/CONTRACTS.md §5).")
+               "PSNR between the downsampled output and the LR input (docs/contracts.md §5).")
 
     columns = st.columns(2 if comparison.hr is not None else 1)
     difference = np.clip(np.abs(comparison.sr - comparison.bicubic) * DIFF_GAIN, 0, 1)

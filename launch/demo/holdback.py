@@ -1,6 +1,6 @@
 """The held-back images: the test split of a shard set, written out as PNG files for benchmarks.
 
-The test split is patient-disjoint from training (CONTRACTS §2), so these images were never seen.
+The test split is patient-disjoint from training (docs/contracts.md §2), so these images were never seen.
 """
 from __future__ import annotations
 

@@ -107,7 +107,7 @@ def _introduction(settings: DemoSettings, paths: DemoPaths) -> str:
 Training: {settings.nproc} processes through `cxr-sr launch --launcher torchrun` (DDP over gloo, DALI
 CPU loader), {settings.pretrain_steps} PSNR-phase steps then {settings.gan_steps} GAN-phase steps
 (tiny CPU model), EMA weights exported as TorchScript.
-Quality protocol: ../shared/CONTRACTS.md §5 (uint8, scale-wide border crop, per image then averaged);
+Quality protocol: docs/contracts.md §5 (uint8, scale-wide border crop, per image then averaged);
 LR = antialiased bicubic downsampling of HR (§3). Held-back images: the test split, whose patients
 were never trained on, as {crop(settings.holdback_crop_px)}. Real radiograph: `{RADIOGRAPH_NAME}`
 (pydicom-data, Philips CR PA chest, MONOCHROME1 15-bit, read through pydicom), as

@@ -4,7 +4,7 @@
 //
 // MODEL is the TorchScript file of `cxr-sr export` (or, when built with AOTInductor support, its
 // .pt2 package); INPUT/OUTPUT are .png, .pgm or raw .f32 (see image_io.h). The model follows
-// ../../shared/CONTRACTS.md §4: N x 1 x h x w float32 in [0, 1] -> N x 1 x sh x sw, clamped.
+// docs/contracts.md §4: N x 1 x h x w float32 in [0, 1] -> N x 1 x sh x sw, clamped.
 #include "image_io.h"
 
 #include <torch/script.h>
