@@ -19,6 +19,10 @@ from PIL import Image
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
+# What a folder input may hold, for every command that lists one (`prep shard`, `upscale`,
+# `bench quality`, `data.backend=folder`): a file is taken by one of these suffixes, or, without
+# a suffix, when it carries DICOM's marker (many PACS exports have no extension).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", *DICOM_SUFFIXES)
 PNG_COMPRESS_LEVEL = 3  # re-encoding is rare (RGBA NIH files, DICOM); 3 is 4x faster than 6, 10% larger
 
 
@@ -40,6 +44,27 @@ def sniff_format(data: bytes) -> str:
     if len(data) >= 132 and data[128:132] == b"DICM":
         return "dicom"
     return "other"
+
+
+def folder_skip_reason(path: Path) -> str | None:
+    """None when a file found in a folder is an image to try (see IMAGE_SUFFIXES), else why not.
+
+    Only extension-less files are opened (132 bytes), to look for the DICOM marker.
+    """
+    if path.name.startswith("."):
+        return "hidden file"
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return None
+    if suffix == "":
+        try:
+            with open(path, "rb") as handle:
+                if sniff_format(handle.read(132)) == "dicom":
+                    return None
+        except OSError as exc:
+            return f"cannot read: {exc.strerror or exc}"
+        return "no suffix and no DICOM marker"
+    return f"suffix {path.suffix} is not one of {' '.join(IMAGE_SUFFIXES)}"
 
 
 def read_gray8(source: Path | str | bytes, name: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:

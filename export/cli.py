@@ -1,9 +1,11 @@
-"""Argument parsers and entry functions of `cxr-sr export` and `cxr-sr upscale`."""
+"""Argument parser and entry function of `cxr-sr export`; `cxr-sr upscale` is export/upscale_command.py."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+from export.upscale_command import register as register_upscale  # noqa: F401 (python -m export)
 
 EXPORT_FORMATS = ("torchscript", "pt2", "both")
 
@@ -90,64 +92,3 @@ def run_export(args: argparse.Namespace) -> int:
             return 1
         print(f"{target}: {export_format}, x{scale}, step {info['step']}; {report.summary()}")
     return 0
-
-
-def register_upscale(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Adds `upscale`: an exported model over PNG/DICOM files and folders."""
-    from export.upscale import OUTPUT_FORMATS, UpscaleSettings
-
-    defaults = UpscaleSettings()
-    parser = subparsers.add_parser(
-        "upscale", help="upscale PNG/DICOM files or folders with an exported model",
-        description="Upscale images with a TorchScript/.pt2 file of `cxr-sr export`. Writes one "
-                    "file per input and a per-image report; exit code 1 if any input failed.")
-    parser.add_argument("--model", type=Path, required=True, help="exported model (.pt or .pt2)")
-    parser.add_argument("-i", "--input", type=Path, nargs="+", required=True, dest="inputs",
-                        help="PNG/DICOM files and folders")
-    parser.add_argument("-o", "--out-dir", type=Path, required=True, help="output folder")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
-                        help="images or tiles per forward pass")
-    parser.add_argument("--tile", type=int, default=defaults.tile_px, dest="tile_px",
-                        help="tile side in input px for larger images; 0 = no tiling")
-    parser.add_argument("--overlap", type=int, default=defaults.overlap_px, dest="overlap_px",
-                        help="context and blend width between tiles, input px (even)")
-    parser.add_argument("--output-format", choices=OUTPUT_FORMATS, default="auto",
-                        help="auto: DICOM for DICOM input, PNG otherwise")
-    parser.add_argument("--data-consistency", action="store_true",
-                        help="adjust SR so that its bicubic downsample equals the input")
-    parser.add_argument("--dc-iterations", type=int, default=defaults.dc_iterations)
-    parser.add_argument("--report", type=Path, help="per-image report, .json or .csv "
-                        "(default OUTDIR/upscale_report.json)")
-    parser.add_argument("--scale", type=int, default=4, help="the scale the model must have")
-    parser.add_argument("--max-input-pixels", type=int, default=defaults.max_input_pixels)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(run=run_upscale)
-    return parser
-
-
-def run_upscale(args: argparse.Namespace) -> int:
-    """0 when every input was upscaled, 1 when any failed, 2 when the model or options are bad."""
-    from export.model_file import ModelFileError, load_exported
-    from export.report import summary, write_report
-    from export.upscale import Upscaler, UpscaleSettings
-
-    try:
-        settings = UpscaleSettings(tile_px=args.tile_px, overlap_px=args.overlap_px,
-                                   batch_size=args.batch_size, output_format=args.output_format,
-                                   data_consistency=args.data_consistency, dc_iterations=args.dc_iterations,
-                                   max_input_pixels=args.max_input_pixels, progress=not args.no_progress)
-        model = load_exported(args.model, args.device, expected_scale=args.scale)
-    except (ValueError, ModelFileError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    results = Upscaler(model, args.out_dir, settings).run(args.inputs)
-    report_path = args.report or args.out_dir / "upscale_report.json"
-    write_report(report_path, results, model.meta)
-    counts = summary(results)
-    consistency = counts["mean_consistency_psnr_db"]
-    print(f"{counts['ok']}/{counts['images']} upscaled, {counts['failed']} failed; "
-          f"mean consistency {consistency:.2f} dB" if consistency is not None else
-          f"{counts['ok']}/{counts['images']} upscaled, {counts['failed']} failed", file=sys.stderr)
-    print(f"report: {report_path}", file=sys.stderr)
-    return 1 if counts["failed"] or not results else 0

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from data_prep.atomic import tmp_path_for
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IDAT_BYTES = 1 << 20
 
@@ -22,7 +24,7 @@ class PngRowWriter:
         if bit_depth not in (8, 16):
             raise ValueError(f"bit depth must be 8 or 16, got {bit_depth}")
         self.path, self.width, self.height, self.bit_depth = Path(path), width, height, bit_depth
-        self._tmp = self.path.with_name(self.path.name + ".tmp")
+        self._tmp = tmp_path_for(self.path)
         self._file = self._tmp.open("wb")
         self._compressor = zlib.compressobj(level)
         self._pending = bytearray()

@@ -47,8 +47,8 @@ def export_pt2(generator: nn.Module, meta: dict[str, Any], out: Path,
         program = torch.export.export(wrapped, (example,), dynamic_shapes={"x": {0: batch, 2: height, 3: width}})
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    # AOTInductor wants a package path ending in .pt2, so data_prep.atomic's name gets one more suffix
-    tmp = tmp_path_for(out).with_suffix(".tmp.pt2")
+    # AOTInductor wants a package path ending in .pt2
+    tmp = tmp_path_for(out, keep_suffix=True)
     meta = {**meta, "format": "pt2", "device": str(torch_device)}
     try:
         torch._inductor.aoti_compile_and_package(

@@ -17,8 +17,8 @@ class ImageResult:
     """One input file's outcome; figures are None where not computed."""
 
     input: str
-    status: str = "ok"  # "ok" or "error"
-    error: str | None = None
+    status: str = "ok"  # "ok", "error", or "skipped" (a folder's file that is not an image)
+    error: str | None = None  # for "skipped": the reason
     output: str | None = None
     input_size: str | None = None  # "WxH"
     output_size: str | None = None
@@ -45,12 +45,14 @@ def _json_safe(value: Any) -> Any:
 
 
 def summary(results: list[ImageResult]) -> dict[str, Any]:
-    """Counts, and the mean consistency figure over images where it is finite."""
+    """Counts (skipped files are not images), and the mean consistency figure over images where it
+    is finite."""
     ok = [r for r in results if r.status == "ok"]
+    skipped = sum(r.status == "skipped" for r in results)
     figures = [r.consistency_psnr_db for r in ok
                if r.consistency_psnr_db is not None and math.isfinite(r.consistency_psnr_db)]
-    return {"images": len(results), "ok": len(ok), "failed": len(results) - len(ok),
-            "mean_consistency_psnr_db": sum(figures) / len(figures) if figures else None}
+    return {"images": len(results) - skipped, "ok": len(ok), "failed": len(results) - skipped - len(ok),
+            "skipped": skipped, "mean_consistency_psnr_db": sum(figures) / len(figures) if figures else None}
 
 
 def write_report(path: Path, results: list[ImageResult], meta: dict[str, Any]) -> None:

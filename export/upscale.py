@@ -3,10 +3,12 @@
 Small images of one size are batched; images larger than a tile go through `tiling` (output in
 memory, or streamed to a PNG row by row when larger than ``stream_above_px``). Every file that
 fails yields a one-line error naming it and the batch goes on; the caller turns failures into a
-non-zero exit code.
+non-zero exit code. A full disk stops the run instead: every later image would fail the same way.
+Model output is checked (finite, within [0, 1]) before anything is written from it.
 """
 from __future__ import annotations
 
+import errno
 import sys
 import time
 from collections.abc import Callable
@@ -16,17 +18,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data_prep.atomic import remove_stale_tmp
 from data_prep.image_io import ImageDecodeError
 from export.consistency import DEFAULT_ITERATIONS, enforce_consistency
 from export.image_io import DEFAULT_MAX_INPUT_PIXELS, SourceImage, read_image, write_png
-from export.inputs import collect_inputs, output_path
-from export.model_file import ExportedModel, describe
+from export.inputs import output_path, scan_inputs
+from export.model_file import ExportedModel, ModelRunError, describe
 from export.report import ImageResult
 from export.tiling import DEFAULT_OVERLAP_PX, tile_count, upscale_image, upscale_tiled
 
 OUTPUT_FORMATS = ("auto", "png", "dicom")
 # errors that concern one file; anything else is a bug and propagates
 PER_FILE_ERRORS = (ImageDecodeError, ValueError, OSError, RuntimeError, MemoryError)
+DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
 @dataclass
@@ -81,21 +85,43 @@ class Upscaler:
         self._taken: set[Path] = set()
         self._pending: list[_Job] = []
         self.results: list[ImageResult] = []
+        self.disk_full: OSError | None = None  # set when writing hit a full disk; the run stops
 
     # ---- entry point ----
     def run(self, inputs: list[Path]) -> list[ImageResult]:
         from tqdm import tqdm
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        files = collect_inputs(inputs)
-        with tqdm(total=len(files), unit="img", disable=not self.settings.progress, file=sys.stderr) as bar:
+        stale = remove_stale_tmp(self.out_dir)
+        if stale:
+            self.log(f"removed {len(stale)} temporary file(s) an interrupted run left in {self.out_dir}")
+        scan = scan_inputs(inputs)
+        self._report_skipped(scan.skipped)
+        with tqdm(total=len(scan.files), unit="img", disable=not self.settings.progress, file=sys.stderr) as bar:
             if self.settings.progress:  # errors printed above the bar, not through it
                 self.log = lambda line: bar.write(line, file=sys.stderr)
-            for path in files:
-                self._submit(path)
+            for path in scan.files:
+                if self.disk_full is None:
+                    self._submit(path)
+                else:
+                    self.results.append(self._not_attempted(ImageResult(input=str(path))))
                 bar.update(1)
             self._flush()
         return self.results
+
+    @staticmethod
+    def _not_attempted(result: ImageResult) -> ImageResult:
+        result.status, result.error = "error", f"{result.input}: not attempted: the output disk is full"
+        return result
+
+    def _report_skipped(self, skipped: list[tuple[Path, str]], shown: int = 5) -> None:
+        """Every skipped file goes into the report; the log names a few and counts the rest."""
+        for path, reason in skipped:
+            self.results.append(ImageResult(input=str(path), status="skipped", error=reason))
+        for path, reason in skipped[:shown]:
+            self.log(f"skipped: {path}: {reason}")
+        if len(skipped) > shown:
+            self.log(f"skipped: {len(skipped) - shown} more file(s) that are not images (listed in the report)")
 
     def _submit(self, path: Path) -> None:
         result = ImageResult(input=str(path))
@@ -131,7 +157,14 @@ class Upscaler:
 
     def _run_batch(self, jobs: list[_Job]) -> None:
         lr = torch.from_numpy(np.stack([j.image.to_unit() for j in jobs])[:, None])
-        sr = self.model(lr).cpu()
+        try:
+            sr = self.model(lr).cpu()
+        except ModelRunError:
+            if len(jobs) == 1:
+                raise
+            for job in jobs:  # one by one, so only the image that breaks the model fails
+                self._guarded([job], lambda job=job: self._run_batch([job]))
+            return
         for index, job in enumerate(jobs):
             job.result.tiles = 1
             self._guarded([job], lambda: self._finish(job, sr[index:index + 1], lr[index:index + 1]))
@@ -146,9 +179,12 @@ class Upscaler:
             sr = upscale_image(self.model, lr, scale, settings.tile_px, settings.overlap_px, settings.batch_size)
             self._finish(job, torch.from_numpy(sr)[None, None], torch.from_numpy(lr)[None, None])
             return
-        run_batch = self.model
-        if settings.data_consistency:  # streamed rows are never whole again, so consistency goes per tile
-            run_batch = lambda lr: enforce_consistency(self.model(lr), lr, scale, settings.dc_iterations)
+        def run_batch(lr: torch.Tensor) -> torch.Tensor:
+            sr = self.model(lr)
+            self.model.check_output(sr)
+            if settings.data_consistency:  # streamed rows are never whole again: consistency per tile
+                sr = enforce_consistency(sr, lr, scale, settings.dc_iterations)
+            return sr
         tile_args = dict(read_region=image.to_unit, height=image.height, width=image.width, scale=scale,
                          run_batch=run_batch, tile_px=settings.tile_px, overlap_px=settings.overlap_px,
                          batch_size=settings.batch_size)
@@ -174,6 +210,7 @@ class Upscaler:
         """Consistency figures, optional data consistency, then the output file."""
         from dist_train.metrics import consistency_psnr
 
+        self.model.check_output(sr)
         job.result.consistency_psnr_db = float(consistency_psnr(sr, lr, self.scale)[0])
         if self.settings.data_consistency:
             sr = enforce_consistency(sr, lr, self.scale, self.settings.dc_iterations)
@@ -198,6 +235,11 @@ class Upscaler:
         job.image.stored = np.empty((0, 0), job.image.stored.dtype)  # free the pixels early
 
     def _guarded(self, jobs: list[_Job], work: Callable[[], None]) -> None:
+        if self.disk_full is not None:
+            for job in jobs:
+                if job.result.status == "ok" and job.result.output is None:
+                    self._not_attempted(job.result)
+            return
         try:
             work()
         except PER_FILE_ERRORS as exc:
@@ -211,3 +253,7 @@ class Upscaler:
             message = f"{result.input}: {message}"
         result.status, result.error = "error", message
         self.log(f"error: {message}")
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS and self.disk_full is None:
+            self.disk_full = exc
+            self.log(f"error: {self.out_dir}: the output disk is full ({exc.strerror}); stopping, "
+                     "the images not yet written are listed as not attempted")

@@ -64,15 +64,16 @@ def test_folder_batching_bit_depths_and_report(toy_model, tmp_path):
     write_png(folder / "gray16.png", smooth_image(24, 20), bit_depth=16)
     rgba = np.rint(smooth_image(16, 16) * 255).astype(np.uint8)
     Image.fromarray(np.stack([rgba] * 3 + [np.full_like(rgba, 255)], -1), "RGBA").save(folder / "rgba.png")
-    (folder / "README.md").write_text("not an image, and not picked up from a folder")
+    (folder / "README.md").write_text("not an image: skipped, and listed in the report with why")
     report = tmp_path / "report.csv"
     assert _upscale(toy_model, [folder], tmp_path / "out", "--batch-size", "2", "--report", str(report)) == 0
     out16 = Image.open(tmp_path / "out" / "gray16.png")
     assert out16.mode.startswith("I") and np.asarray(out16).max() > 255 and out16.size == (80, 96)
     assert Image.open(tmp_path / "out" / "rgba.png").mode == "L"
     rows = report.read_text().splitlines()
-    assert len(rows) == 1 + 5 and "consistency_psnr_db" in rows[0]
-    assert all(",ok," in row for row in rows[1:])
+    assert len(rows) == 1 + 5 + 1 and "consistency_psnr_db" in rows[0]
+    assert sum(",ok," in row for row in rows[1:]) == 5
+    assert any("README.md,skipped,suffix .md is not one of" in row for row in rows[1:])
 
 
 def test_data_consistency_step_raises_the_consistency_figure(toy_model, tmp_path):

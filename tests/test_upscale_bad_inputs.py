@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from launch.cli import main as cxr_sr
+from tests.bad_input_helpers import one_error, snapshot
 from tests.export_helpers import ToyGenerator, export_model, smooth_image, write_png
 
 
@@ -124,3 +126,128 @@ def _first_png_row(png, width: int) -> np.ndarray:
             data += inflater.decompress(chunk)
     assert data[0] == 0
     return np.frombuffer(data[1:width + 1], np.uint8)
+
+
+class _Upsample(torch.nn.Module):
+    """Nearest x4, then a per-image fault for bright inputs (mean above 0.6): the 8 x 8 probe of
+    zeros at load time passes, so the fault shows only on some images."""
+
+    def __init__(self, fault: str):
+        super().__init__()
+        self.fault = fault
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        up = torch.nn.functional.interpolate(x, scale_factor=4.0, mode="nearest")
+        bright = x.mean(dim=(1, 2, 3), keepdim=True) > 0.6
+        if self.fault == "raise":
+            if bool(bright.any()):
+                raise RuntimeError("kernel exploded")
+            return up
+        if self.fault == "nan":
+            return torch.where(bright, torch.full_like(up, float("nan")), up)
+        if self.fault == "range":
+            return torch.where(bright, up * 3.0, up)
+        return up * float("nan")  # "always-nan"
+
+
+def _scripted_model(path: Path, fault: str) -> Path:
+    """A TorchScript file with the meta of `cxr-sr export`, made by hand: the exporter's parity
+    check would (rightly) refuse these models."""
+    from export.jit_warnings import quiet_jit_deprecation
+    from export.meta import META_FILE, build_meta, dumps
+
+    with quiet_jit_deprecation():
+        torch.jit.save(torch.jit.script(_Upsample(fault)), str(path), _extra_files={META_FILE: dumps(build_meta(4))})
+    return path
+
+
+def _dark_and_bright(folder: Path) -> tuple[Path, Path]:
+    folder.mkdir()
+    dark = write_png(folder / "dark.png", np.full((16, 16), 0.2, np.float32))
+    bright = write_png(folder / "bright.png", np.full((16, 16), 0.9, np.float32))
+    return dark, bright
+
+
+@pytest.mark.parametrize("fault, fragment", [("nan", "non-finite values"), ("range", "outside [0, 1]"),
+                                             ("raise", "failed: ")])
+def test_a_bad_model_output_fails_that_image_only(tmp_path, capsys, fault, fragment):
+    """NaN output once gave "2/2 upscaled" and all-black PNGs; an error inside the model was a
+    traceback. Now the image fails with one line naming the model and the image; the rest work."""
+    model = _scripted_model(tmp_path / f"{fault}.pt", fault)
+    dark, bright = _dark_and_bright(tmp_path / "in")
+    before = snapshot(tmp_path / "in", model)
+    out = tmp_path / "out"
+    assert cxr_sr(["upscale", "--model", str(model), "-i", str(dark), str(bright), "-o", str(out),
+                   "--no-progress", "--batch-size", "2"]) == 1
+    line = one_error(capsys.readouterr().err, str(bright), model.name, fragment)
+    assert "Traceback" not in line and (fault != "raise" or "kernel exploded" in line)
+    assert sorted(p.name for p in out.iterdir()) == ["dark.png", "upscale_report.json"]
+    report = json.loads((out / "upscale_report.json").read_text())
+    assert report["summary"] == {**report["summary"], "ok": 1, "failed": 1}
+    assert snapshot(tmp_path / "in", model) == before
+
+
+def test_a_model_that_is_always_nan_is_refused_at_load(tmp_path, capsys):
+    """Non-finite output on the load-time probe: refused before any image, exit 2."""
+    model = _scripted_model(tmp_path / "nan.pt", "always-nan")
+    dark, _ = _dark_and_bright(tmp_path / "in")
+    assert cxr_sr(["upscale", "--model", str(model), "-i", str(dark), "-o", str(tmp_path / "out"),
+                   "--no-progress"]) == 2
+    one_error(capsys.readouterr().err, str(model), "non-finite")
+    assert not (tmp_path / "out" / "dark.png").exists()
+
+
+def test_a_training_checkpoint_as_model_says_to_export(tmp_path, capsys):
+    """The run folder, its checkpoint folder and the trainer.pt inside it all point at `cxr-sr export`."""
+    from tests.export_helpers import write_fake_run
+
+    write_fake_run(tmp_path / "run")
+    checkpoint = next((tmp_path / "run" / "checkpoints").iterdir())
+    image = write_png(tmp_path / "x.png", smooth_image(16, 16))
+    for model in (tmp_path / "run", checkpoint, checkpoint / "trainer.pt"):
+        before = snapshot(tmp_path / "run")
+        assert cxr_sr(["upscale", "--model", str(model), "-i", str(image), "-o", str(tmp_path / "o"),
+                       "--no-progress"]) == 2
+        one_error(capsys.readouterr().err, f"error: {model}:", "cxr-sr export --run")
+        assert snapshot(tmp_path / "run") == before
+
+
+def test_a_folder_lists_every_file_it_skips_and_takes_jpeg_tiff_and_bare_dicom(toy_model, realxray_dir,
+                                                                                  tmp_path, capsys):
+    """A folder of JPEGs gave "0/0 upscaled" with no reason. JPEG, TIFF and a DICOM without a suffix
+    are now taken (the list `prep shard` uses); a README, a hidden file and a hidden folder are
+    skipped and each is listed in the report with the reason."""
+    folder = tmp_path / "in"
+    (folder / ".cache").mkdir(parents=True)
+    pixels = np.rint(smooth_image(24, 24) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(folder / "a.jpg", quality=95)
+    Image.fromarray(pixels).save(folder / "b.tiff")
+    dicom = next(realxray_dir.glob("*.dcm"))
+    (folder / "c_dicom").write_bytes(dicom.read_bytes())
+    (folder / "README").write_text("about these scans")
+    (folder / "notes.txt").write_text("notes")
+    (folder / ".DS_Store").write_bytes(b"\0")
+    (folder / ".cache" / "x.png").write_bytes(b"")
+    before = snapshot(folder)
+    out = tmp_path / "out"
+    assert cxr_sr(["upscale", "--model", str(toy_model), "-i", str(folder), "-o", str(out), "--no-progress",
+                   "--tile", "0", "--output-format", "png", "--max-input-pixels", str(10**8)]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "3/3 upscaled" in err and "4 skipped" in err
+    assert sorted(p.name for p in out.glob("*.png")) == ["a.png", "b.png", "c_dicom.png"]
+    report = json.loads((out / "upscale_report.json").read_text())
+    skipped = {Path(r["input"]).name: r["error"] for r in report["images"] if r["status"] == "skipped"}
+    assert skipped == {"README": "no suffix and no DICOM marker", ".DS_Store": "hidden file",
+                       ".cache": "hidden folder", "notes.txt": skipped["notes.txt"]}
+    assert skipped["notes.txt"].startswith("suffix .txt is not one of .png .jpg")
+    assert snapshot(folder) == before
+
+
+def test_a_folder_without_images_says_why(toy_model, tmp_path, capsys):
+    """Nothing to do is an error (exit 1) that says the files were skipped, not a silent 0/0."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "scan.bmp2").write_bytes(b"BM")
+    assert cxr_sr(["upscale", "--model", str(toy_model), "-i", str(folder), "-o", str(tmp_path / "out"),
+                   "--no-progress"]) == 1
+    one_error(capsys.readouterr().err, "no image found in the inputs", "1 file(s) skipped")
