@@ -4,6 +4,10 @@ Order follows the DICOM grayscale pipeline (PS3.4 N.2): stored values -> modalit
 -> VOI (the first VOI LUT, else the first window, else min-max of the image) -> presentation
 (MONOCHROME1 is inverted so that 1 is always bright). Compressed transfer syntaxes decode through
 whatever pydicom pixel handlers are installed (pylibjpeg for JPEG here).
+
+This is the one mapping for DICOM: `prep shard` stores round(255 * display value) as training
+pixels, and `cxr-sr upscale` feeds the model the same display values through `display_table`,
+so a model sees at inference the intensities it was trained on.
 """
 from __future__ import annotations
 
@@ -54,9 +58,11 @@ def decoded_pixels(ds: Any, name: str) -> np.ndarray:
     return pixels
 
 
-def _apply_voi(values: np.ndarray, ds: Any) -> tuple[np.ndarray, dict[str, Any]]:
+def _apply_voi(values: np.ndarray, ds: Any,
+               image_range: tuple[float, float] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Map modality values (the rescale's output, PS3.4 N.2) to [0, 1]: VOI LUT, else window,
-    else 8-bit as is, else min-max."""
+    else 8-bit as is, else min-max. The last two look at the whole image's modality range,
+    ``image_range`` (default: that of ``values``)."""
     from pydicom.pixels import apply_voi
 
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
@@ -73,7 +79,7 @@ def _apply_voi(values: np.ndarray, ds: Any) -> tuple[np.ndarray, dict[str, Any]]
         if width > 1 or (function == "LINEAR_EXACT" and width > 0):
             return _window(values, center, width, function), {
                 "kind": "window", "center": center, "width": width, "function": function}
-    low, high = float(values.min()), float(values.max())
+    low, high = image_range if image_range is not None else (float(values.min()), float(values.max()))
     if int(ds.get("BitsStored", 16) or 16) <= 8 and low >= 0 and high <= 255:
         return values / 255.0, {"kind": "none (8-bit values kept)"}
     spread = high - low if high > low else 1.0
@@ -89,17 +95,41 @@ def _window(values: np.ndarray, center: float, width: float, function: str) -> n
     return np.clip((values - (center - 0.5)) / (width - 1.0) + 0.5, 0.0, 1.0)
 
 
-def dicom_to_unit_float(data: bytes, name: str) -> tuple[np.ndarray, dict[str, Any]]:
-    """Decode a DICOM file to float64 HxW in [0, 1] (1 = bright) and the conversion record."""
+def display_unit(raw: np.ndarray, ds: Any,
+                 image_range: tuple[float, float] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Stored values to float64 display values in [0, 1], 1 = bright: modality LUT, VOI, and
+    MONOCHROME1 inverted; with the VOI record. ``image_range``: see `_apply_voi`."""
     from pydicom.pixels import apply_modality_lut
 
+    values = apply_modality_lut(raw, ds).astype(np.float64)
+    unit, voi = _apply_voi(values, ds, image_range)
+    if str(ds.PhotometricInterpretation).upper() == "MONOCHROME1":
+        unit = 1.0 - unit
+    return unit, voi
+
+
+def display_table(raw: np.ndarray, ds: Any) -> tuple[np.ndarray, dict[str, Any], np.ndarray]:
+    """`display_unit` as a lookup table over every stored level 0..max of an unsigned image:
+    ``table[raw]`` equals ``display_unit(raw, ds)[0]`` (the min-max fallback still sees the
+    image's own range). Returns (table, VOI record, pixel count per level)."""
+    from pydicom.pixels import apply_modality_lut
+
+    if raw.dtype.kind != "u":
+        raise ValueError(f"display_table needs unsigned stored values, not {raw.dtype}")
+    bits_stored = int(ds.get("BitsStored", 8 * raw.itemsize) or 8 * raw.itemsize)
+    counts = np.bincount(raw.ravel(), minlength=2**bits_stored)
+    present = apply_modality_lut(np.flatnonzero(counts), ds).astype(np.float64)
+    levels = np.arange(counts.size).astype(raw.dtype)  # counts.size <= 1 + raw's dtype maximum
+    table, voi = display_unit(levels, ds, (float(present.min()), float(present.max())))
+    return table, voi, counts
+
+
+def dicom_to_unit_float(data: bytes, name: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """Decode a DICOM file to float64 HxW in [0, 1] (1 = bright) and the conversion record."""
     ds = read_dataset(data, name)
     raw = decoded_pixels(ds, name)
-    values = apply_modality_lut(raw, ds).astype(np.float64)
-    unit, voi = _apply_voi(values, ds)
+    unit, voi = display_unit(raw, ds)
     photometric = str(ds.PhotometricInterpretation).upper()
-    if photometric == "MONOCHROME1":
-        unit = 1.0 - unit
     syntax = ds.file_meta.get("TransferSyntaxUID", "unknown") if hasattr(ds, "file_meta") else "unknown"
     record = {
         "format": "dicom", "mode": photometric, "size": [int(raw.shape[1]), int(raw.shape[0])],

@@ -24,7 +24,9 @@ def _format_ds(value: float) -> str:
 
 
 def upscaled_dataset(source: Any, stored: np.ndarray, scale: int, description: str) -> Any:
-    """A new Dataset holding `stored` (uint8/uint16, already in the source's photometric sense).
+    """A new Dataset holding `stored` (uint8/uint16, already in the source's photometric sense
+    and stored-value scale: `SourceImage.from_unit` inverts the display mapping, so the source's
+    rescale and VOI window still apply to it and are kept).
 
     Keeps every patient/study attribute; new SOP Instance and Series Instance UIDs; Rows,
     Columns and pixel spacings updated; ImageType DERIVED; DerivationDescription and a

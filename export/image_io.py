@@ -1,9 +1,11 @@
 """Images for `cxr-sr upscale`: read at full bit depth, written back at the same depth.
 
-Unlike data_prep.image_io.read_gray8 (8-bit, windowed, for training shards), upscaling must keep
-16-bit PNG and DICOM precision and be able to write the values back, so pixels are kept as their
-stored integers and mapped to [0, 1] by an invertible linear map (`SourceImage.to_unit`).
-Error type, format sniffing and DICOM decoding are shared with data_prep.
+Unlike data_prep.image_io.read_gray8 (8-bit, for training shards), upscaling must keep 16-bit PNG
+and DICOM precision and be able to write the values back, so pixels are kept as their stored
+integers and mapped to [0, 1] by `SourceImage.to_unit`: PNG linearly by its bit depth, DICOM
+through data_prep.dicom_io's display mapping (modality LUT, VOI window, MONOCHROME1), the one
+`prep shard` applies to training images, so the model sees what it was trained on. Error type,
+format sniffing and DICOM decoding are shared with data_prep.
 """
 from __future__ import annotations
 
@@ -22,12 +24,91 @@ MIN_SIDE_PX = 8  # docs/contracts.md §4: any h, w >= 8
 DEFAULT_MAX_INPUT_PIXELS = 25_000 * 25_000  # above Pillow's bomb guard; 20,000 x 20,000 must pass
 
 
+FROM_UNIT_CHUNK_PX = 1 << 22  # pixels per np.interp call: bounds its float64 temporaries
+
+
+@dataclass(frozen=True)
+class DicomLevels:
+    """data_prep.dicom_io's display mapping of one DICOM image as a table over its stored levels,
+    and the inverse of that table for writing model output back as stored values.
+
+    The inverse is exact (``from_unit(to_unit(s)) == s``) for the stored levels whose display
+    values are distinct, ``exact_low..exact_high``: the VOI window's span. Levels beyond it
+    saturate at 0 or 1 on the way in, and come back as the window's edge levels.
+    """
+
+    table: np.ndarray  # float32 display value (1 = bright) of each stored level
+    inverse_units: np.ndarray  # increasing display values of the table
+    inverse_stored: np.ndarray  # float64 stored level for each: np.interp's fp
+    exact_low: int
+    exact_high: int
+
+    @classmethod
+    def of(cls, stored: np.ndarray, dataset: Any) -> tuple[DicomLevels, list[str]]:
+        """The mapping of ``stored`` (unsigned, H x W) under ``dataset``'s header, and notes
+        saying which VOI it applied and which stored range the output inverts exactly."""
+        from data_prep.dicom_io import display_table
+
+        table64, voi, counts = display_table(stored, dataset)
+        table = table64.astype(np.float32)
+        levels = np.arange(table.size)
+        if table[-1] < table[0]:  # MONOCHROME1 or a negative slope: walk the levels downwards
+            levels = levels[::-1]
+        ordered = table[levels]
+        units, first, run = np.unique(ordered, return_index=True, return_counts=True)
+        # a level for each distinct display value: the middle of a run of equal values, except the
+        # saturated runs at both ends, whose inner edge is taken so that output just inside
+        # (0, 1) lands next to the window instead of far out in the saturated levels
+        pick = first + run // 2
+        pick[0], pick[-1] = first[0] + run[0] - 1, first[-1]
+        picked = levels[pick]
+        low, high = sorted((int(picked[0]), int(picked[-1])))
+        notes = [f"DICOM mapped to display values as `prep shard` maps training images: {_describe(voi)}"
+                 + ("; MONOCHROME1 inverted" if str(dataset.PhotometricInterpretation).upper() == "MONOCHROME1"
+                    else "")]
+        outside = int(counts[:low].sum() + counts[high + 1:].sum())
+        if not np.all(np.diff(ordered) >= 0):
+            notes.append("display mapping not monotonic: DICOM output values are approximate")
+        elif outside:
+            notes.append(f"DICOM output: stored values {low}..{high} are inverted exactly; {outside} input "
+                         f"pixels ({100 * outside / stored.size:.2f}%) lie outside and come back as {low} or {high}")
+        else:
+            notes.append(f"DICOM output: the input's stored values lie within {low}..{high}, which is "
+                         "inverted exactly")
+        return cls(table, units, picked.astype(np.float64), low, high), notes
+
+    def to_unit(self, stored: np.ndarray) -> np.ndarray:
+        """float32 display values of stored levels."""
+        return self.table[stored]
+
+    def from_unit(self, unit: np.ndarray, dtype: type) -> np.ndarray:
+        """Stored levels (rounded, ``dtype``) whose display values are ``unit`` (clipped to [0, 1])."""
+        out = np.empty(unit.shape, dtype)
+        flat_unit, flat_out = unit.reshape(-1), out.reshape(-1)
+        for start in range(0, flat_unit.size, FROM_UNIT_CHUNK_PX):
+            part = np.clip(flat_unit[start:start + FROM_UNIT_CHUNK_PX], 0.0, 1.0)
+            flat_out[start:start + FROM_UNIT_CHUNK_PX] = np.rint(np.interp(part, self.inverse_units,
+                                                                           self.inverse_stored))
+        return out
+
+
+def _describe(voi: dict) -> str:
+    """One phrase for a VOI record of data_prep.dicom_io."""
+    if voi["kind"] == "window":
+        return f"VOI window center {voi['center']:g}, width {voi['width']:g} ({voi['function']})"
+    if voi["kind"] == "min-max":
+        return f"no VOI in the header: modality values {voi['low']:g}..{voi['high']:g} mapped linearly"
+    if voi["kind"] == "voi_lut":
+        return f"VOI LUT ({voi['lut_bits']} bits{', ' + voi['explanation'] if voi['explanation'] else ''})"
+    return "no VOI in the header: 8-bit values kept (value / 255)"
+
+
 @dataclass
 class SourceImage:
-    """One decoded input: stored integer pixels (H x W) and the linear map to [0, 1].
+    """One decoded input: stored integer pixels (H x W) and their map to [0, 1] (1 = bright).
 
-    ``unit = (stored - offset) / span``, inverted for MONOCHROME1 so that 1 is always bright,
-    which is how the model saw its training images.
+    PNG: ``unit = (stored - offset) / span``. DICOM: ``levels`` (the display mapping training
+    used), exactly invertible over the VOI window.
     """
 
     path: Path
@@ -37,6 +118,7 @@ class SourceImage:
     offset: float = 0.0
     span: float = 255.0
     invert: bool = False
+    levels: DicomLevels | None = None  # DICOM: replaces offset, span and invert
     dataset: Any = None  # the pydicom Dataset (pixels stripped on write) for DICOM input
     notes: list[str] = field(default_factory=list)
 
@@ -50,6 +132,8 @@ class SourceImage:
 
     def to_unit(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
         """float32 [0, 1] of a region (the whole image by default), 1 = bright."""
+        if self.levels is not None:
+            return self.levels.to_unit(self.stored[rows, cols])
         unit = (self.stored[rows, cols].astype(np.float32) - np.float32(self.offset)) / np.float32(self.span)
         return 1.0 - unit if self.invert else unit
 
@@ -64,10 +148,12 @@ class SourceImage:
 
     def from_unit(self, unit: np.ndarray) -> np.ndarray:
         """Inverse of `to_unit` for model output in [0, 1]: rounded stored integers."""
+        dtype = np.uint8 if self.bit_depth == 8 else np.uint16
+        if self.levels is not None:
+            return self.levels.from_unit(unit, dtype)
         unit = np.clip(unit, 0.0, 1.0)
         if self.invert:
             unit = 1.0 - unit
-        dtype = np.uint8 if self.bit_depth == 8 else np.uint16
         return np.rint(unit * np.float32(self.span) + np.float32(self.offset)).astype(dtype)
 
 
@@ -174,13 +260,9 @@ def _read_dicom(source: Path | str | bytes, name: str, max_pixels: int) -> Sourc
     bits_stored = int(dataset.get("BitsStored", 8 * decoded.itemsize))
     stored = decoded.astype(np.uint16 if bits_stored > 8 else np.uint8, copy=False)
     del decoded
-    low, high = float(stored.min()), float(stored.max())
-    invert = str(dataset.PhotometricInterpretation).upper() == "MONOCHROME1"
-    notes = [f"stored values {int(low)}..{int(high)} ({bits_stored} bits) mapped linearly to [0, 1]"]
-    if invert:
-        notes.append("MONOCHROME1: inverted for the model, inverted back on output")
-    return SourceImage(Path(name), "dicom", stored, bit_depth=16 if bits_stored > 8 else 8, offset=low,
-                       span=max(high - low, 1.0), invert=invert, dataset=dataset, notes=notes)
+    levels, notes = DicomLevels.of(stored, dataset)
+    return SourceImage(Path(name), "dicom", stored, bit_depth=16 if bits_stored > 8 else 8,
+                       levels=levels, dataset=dataset, notes=notes)
 
 
 def write_png(path: Path, stored: np.ndarray) -> None:
