@@ -1,6 +1,7 @@
 """benchmarks/gpu_checks.sh is run on a lent GPU machine once, with no chance to debug it there:
-its wiring (synthetic data, random VGG weights file, both benchmarks, the outputs) is run here
-on the CPU with tiny settings, so that a GPU session only has to call it. No figure is checked."""
+its wiring (synthetic data, random VGG weights file, both benchmarks, the DALI CPU-decoding
+check, the outputs) is run here on the CPU with tiny settings, so that a GPU session only has
+to call it. No figure is checked."""
 from __future__ import annotations
 
 import json
@@ -27,3 +28,6 @@ def test_gpu_checks_script_runs_both_benchmarks_on_the_cpu(tmp_path):
     assert [case["backend"] for case in train["cases"]][0] == "ddp"
     assert all("error" not in case and case["patches_per_s"] > 0 for case in train["cases"])
     assert "loss.perceptual_weight=1.0" in train["overrides"] and "train.precision=bf16" in train["overrides"]
+    # DALI is installed here, so its check must have run (not reported itself skipped) and passed
+    assert (out / "dali_cpu_decode.txt").read_text().startswith(
+        "dali data.device=cpu -> train.device=cpu: 3 train and 1 val batches equal")

@@ -31,6 +31,7 @@ import torch
 try:
     from nvidia.dali import fn, pipeline_def, types
     from nvidia.dali.pipeline import Pipeline
+    from nvidia.dali.tensors import TensorCPU
     from nvidia.dali.plugin.pytorch import feed_ndarray
 
     from dist_train.data import dali_graph
@@ -101,11 +102,26 @@ def _val_pipeline(split: SplitShards, shard_id: int, num_shards: int, crop_px: i
 
 
 def _to_torch(batch, device: torch.device) -> torch.Tensor:
-    """Copy a uniform DALI batch into a new torch tensor (DALI reuses its buffers next run)."""
+    """Copy a uniform DALI batch into a new torch tensor on ``device`` (DALI reuses its buffers
+    next run).
+
+    ``feed_ndarray`` copies with a host memcpy for CPU output and a device copy for GPU output,
+    into whatever pointer it is given, so the target must live where the batch does: CPU output
+    (``data.device=cpu``) goes into a host tensor, pinned when CUDA is available so that the move
+    to a GPU is an asynchronous copy on the current stream; GPU output goes straight into a
+    tensor on ``device``.
+    """
     dense = batch.as_tensor()
+    if isinstance(dense, TensorCPU):
+        pin = device.type == "cuda" and torch.cuda.is_available()
+        host = torch.empty(dense.shape(), dtype=torch.float32, pin_memory=pin)
+        feed_ndarray(dense, host)
+        return host if device.type == "cpu" else host.to(device, non_blocking=True)
+    if device.type != "cuda":
+        raise ValueError(f"a GPU DALI batch cannot be copied to {device}; data.device=gpu needs "
+                         "train.device=cuda")
     out = torch.empty(dense.shape(), dtype=torch.float32, device=device)
-    stream = torch.cuda.current_stream(device) if device.type == "cuda" else None
-    feed_ndarray(dense, out, cuda_stream=stream)
+    feed_ndarray(dense, out, cuda_stream=torch.cuda.current_stream(device))
     return out
 
 
