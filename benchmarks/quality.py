@@ -71,22 +71,27 @@ def _restore(model, lr, scale: int, tile_px: int):
 
 
 def centre_crop(image, crop_px: int, scale: int):
-    """The protocol's HR: a centred ``crop_px`` square (0 or larger than the image: all of it),
-    trimmed to a multiple of ``scale``. Works on numpy arrays and tensors alike."""
-    height, width = (min(crop_px or n, n) // scale * scale for n in image.shape)
-    top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
-    return image[top:top + height, left:left + width]
+    """The protocol's HR: ``dist_train.degradation.crop_to_scale``."""
+    from dist_train.degradation import crop_to_scale
+
+    return crop_to_scale(image, scale, crop_px)
 
 
-def evaluate_images(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[tuple]]:
-    """Per-image figures for every method, and the tensors the figure needs (first 3 images)."""
+def evaluate_images(args: argparse.Namespace, failed: list[str] | None = None) -> tuple[list[dict[str, Any]], list[tuple]]:
+    """Per-image figures for every method, and the tensors the figure needs (first 3 images).
+
+    An image that cannot be read or restored is left out with a one-line error on stderr (and
+    appended to `failed`); the rest are still measured.
+    """
+    import sys
+
     import torch
 
     from dist_train.degradation import bicubic_upsample, downsample
     from dist_train.metrics import consistency_psnr, psnr_per_image, ssim_per_image
     from export.image_io import read_image
     from export.inputs import collect_inputs
-    from export.model_file import load_exported
+    from export.model_file import ModelOutputError, ModelRunError, load_exported
 
     model = load_exported(args.model, args.device)
     scale = model.scale
@@ -94,11 +99,23 @@ def evaluate_images(args: argparse.Namespace) -> tuple[list[dict[str, Any]], lis
     paths = paths[: args.limit] if args.limit else paths
     rows, kept = [], []
     for path in paths:
-        hr = centre_crop(torch.from_numpy(read_image(path).to_unit()), args.crop_px, scale)
-        height, width = hr.shape
-        hr = hr[None, None]
-        lr = downsample(hr, scale)
-        outputs = {"model": _restore(model, lr, scale, args.tile),
+        try:
+            hr = centre_crop(torch.from_numpy(read_image(path).to_unit()), args.crop_px, scale)
+            if min(hr.shape) < 8 * scale:
+                raise ValueError(f"{path}: {hr.shape[1]}x{hr.shape[0]} px after the crop; "
+                                 f"at least {8 * scale} px per side needed")
+            hr = hr[None, None]
+            lr = downsample(hr, scale)
+            restored = _restore(model, lr, scale, args.tile)
+            model.check_output(restored)
+        except (ValueError, ModelRunError, ModelOutputError, MemoryError) as exc:
+            message = str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}"
+            print(f"error: {message}", file=sys.stderr)
+            if failed is not None:
+                failed.append(message)
+            continue
+        height, width = hr.shape[-2:]
+        outputs = {"model": restored,
                    "bicubic": bicubic_upsample(lr, scale).clamp(0, 1), "lanczos": _lanczos(lr, scale)}
         row: dict[str, Any] = {"image": str(path), "hr_size": f"{width}x{height}"}
         for method, sr in outputs.items():
@@ -131,16 +148,20 @@ def table(summary: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from benchmarks.bench_report import emit, header
     from export.model_file import ModelFileError
 
+    failed: list[str] = []
     try:
-        rows, kept = evaluate_images(args)
-    except (ModelFileError, ValueError) as exc:
-        print(f"error: {exc}")
+        rows, kept = evaluate_images(args, failed)
+    except (ModelFileError, ValueError) as exc:  # the model or --device: nothing can be measured
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     if not rows:
-        print("error: no images found in " + " ".join(map(str, args.images)))
+        print(f"error: no image measured in {' '.join(map(str, args.images))}"
+              + (f" ({len(failed)} failed)" if failed else ""), file=sys.stderr)
         return 1
     summary = summarise(rows)
     document = {"header": header(), "settings": {"model": str(args.model), "crop_px": args.crop_px,
@@ -151,5 +172,7 @@ def run(args: argparse.Namespace) -> int:
 
         write_figure(args.figure, kept)
         document["figure"] = str(args.figure)
+    if failed:
+        document["failed"] = failed
     emit(document, table(summary), args.json, args.markdown)
-    return 0
+    return 1 if failed else 0

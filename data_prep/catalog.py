@@ -14,11 +14,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from data_prep.image_io import DICOM_SUFFIXES
+from data_prep.image_io import DICOM_SUFFIXES, IMAGE_SUFFIXES
 from data_prep.metadata import ImageMeta, MetadataTable, nih_patient_from_name, parse_data_entry, parse_image_list
 from data_prep.sources import Entry, FolderSource, ZipSource
 
-IMAGE_SUFFIXES = {".png", ".dcm", ".dicom", ".dic", ".jpg", ".jpeg", ".tif", ".tiff", ""}  # "": DICOM
 METADATA_PATTERN = re.compile(r"^Data_Entry_2017.*\.csv(\.gz)?$", re.IGNORECASE)
 UNLISTED_CHOICES = ("infer", "refuse")
 
@@ -64,7 +63,7 @@ def _is_candidate(name: str, kaggle_layout: bool) -> bool:
     if len(path.parts) >= 2 and path.parts[-2] == "images":
         return True
     suffix = path.suffix.lower()
-    return suffix in IMAGE_SUFFIXES and (suffix != "" or not kaggle_layout)
+    return suffix in IMAGE_SUFFIXES or (suffix == "" and not kaggle_layout)
 
 
 def _keys(names: list[str]) -> dict[str, str]:

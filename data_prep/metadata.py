@@ -10,9 +10,12 @@ import csv
 import gzip
 import io
 import re
+import zlib
 from dataclasses import asdict, dataclass
 
 NIH_NAME = re.compile(r"^(\d{8})_(\d{3})$")
+REDOWNLOAD_HINT = ("download it again (`cxr-sr prep download` resumes), or remove it to take patients "
+                   "from the image names")
 
 
 @dataclass(frozen=True)
@@ -106,22 +109,33 @@ class MetadataTable:
         try:
             return _row_to_meta(self._rows[image], self._columns)
         except ValueError:
-            raise ValueError(f"{self._name}: bad row for {image}: {self._rows[image]!r:.80}") from None
+            raise ValueError(f"{self._name}: bad row for {image}: {self._rows[image]!r:.80}; "
+                             f"fix the row, or {REDOWNLOAD_HINT}") from None
 
 
 def parse_data_entry(raw: bytes, name: str) -> MetadataTable:
-    """Parse a Data_Entry csv (gzipped or not); rows are keyed by image name."""
+    """Parse a Data_Entry csv (gzipped or not); rows are keyed by image name.
+
+    A truncated or corrupt file (a partial download) is a ValueError saying so, never a
+    half-read table: images beyond the cut would silently lose their metadata.
+    """
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    reader = csv.reader(io.StringIO(raw.decode("utf-8-sig")))
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise ValueError(f"{name}: truncated or corrupt gzip ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())}); {REDOWNLOAD_HINT}") from None
     try:
+        reader = csv.reader(io.StringIO(raw.decode("utf-8-sig")))
         columns = _column_index(next(reader))
+        index = columns["Image Index"]
+        rows = {row[index].strip(): row for row in reader if len(row) > index and row[index].strip()}
     except StopIteration:
-        raise ValueError(f"{name}: empty metadata table") from None
-    except ValueError as exc:
-        raise ValueError(f"{name}: {exc}") from None
-    index = columns["Image Index"]
-    rows = {row[index].strip(): row for row in reader if len(row) > index and row[index].strip()}
+        raise ValueError(f"{name}: empty metadata table; {REDOWNLOAD_HINT}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{name}: not UTF-8 text at byte {exc.start}; {REDOWNLOAD_HINT}") from None
+    except (ValueError, csv.Error) as exc:
+        raise ValueError(f"{name}: {' '.join(str(exc).split())}; {REDOWNLOAD_HINT}") from None
     return MetadataTable(rows, columns, name)
 
 

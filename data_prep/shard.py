@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from data_prep.atomic import remove_stale_tmp
 from data_prep.catalog import UNLISTED_CHOICES, Candidate, Catalog, build_catalog
+from data_prep.image_io import IMAGE_SUFFIXES
 from data_prep.manifest import MANIFEST_NAME, build_manifest, write_manifest
 from data_prep.shard_writer import STATE_DIR, ShardTask, SizeRule, write_shard
 from data_prep.sources import open_source
@@ -195,6 +196,8 @@ def plan_dataset(source: Path, config: ShardSettings, log: Callable[[str], None]
     """Catalog `source`, split its patients and group the images into shards."""
     src = open_source(Path(source))
     catalog = build_catalog(src, unlisted=config.unlisted)
+    if not catalog.candidates:
+        raise ValueError(_nothing_to_shard(Path(source), catalog))
     log(f"{len(catalog.candidates)} images found, {catalog.rows_without_image} metadata rows without an image")
     official = None
     if catalog.official_test is not None:
@@ -208,6 +211,40 @@ def plan_dataset(source: Path, config: ShardSettings, log: Callable[[str], None]
                         shard_bytes=config.shard_bytes, settings_digest=settings_digest)
     digest = hashlib.sha256("".join(t.digest for t in tasks).encode()).hexdigest()
     return ShardPlan(src, catalog, settings, tasks, digest)
+
+
+def _nothing_to_shard(source: Path, catalog: Catalog) -> str:
+    """Why `source` gave no image to shard, and what to do about it."""
+    unlisted = [s for s in catalog.skipped if s["reason"].startswith("no metadata row")]
+    if unlisted and catalog.metadata_file is None:
+        return (f"{source}: nothing to shard: there is no Data_Entry_2017*.csv, and --unlisted refuse "
+                f"skips all {len(unlisted)} images without a metadata row; use --unlisted infer")
+    if unlisted:
+        return (f"{source}: nothing to shard: none of the {len(unlisted)} images has a row in "
+                f"{catalog.metadata_file} and --unlisted refuse skips them; use --unlisted infer")
+    if catalog.skipped:
+        first = catalog.skipped[0]
+        return (f"{source}: nothing to shard: all {len(catalog.skipped)} files were refused "
+                f"(e.g. {first['name']}: {first['reason']})")
+    return f"{source}: no image files found (taken by suffix: {' '.join(IMAGE_SUFFIXES)}, or DICOM without one)"
+
+
+def check_out_folder(source: Path, out: Path) -> None:
+    """Refuses an output folder that is a file, lies below one, or is, lies in or contains the
+    source folder (the shards would be written among the originals, and stale-shard cleanup
+    deletes files by name there)."""
+    for ancestor in (out, *out.parents):
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                where = "is a file" if ancestor == out else f"lies below {ancestor}, which is a file"
+                raise ValueError(f"--out {out} {where}, not a folder; choose a folder")
+            break
+    src, dst = source.absolute().resolve(), out.absolute().resolve()
+    if src.is_dir() and (dst == src or dst.is_relative_to(src)):
+        raise ValueError(f"--out {out} is or lies inside the source folder {source}; "
+                         "choose a folder outside it")
+    if src != dst and src.is_relative_to(dst):
+        raise ValueError(f"--out {out} contains the source {source}; choose a folder outside it")
 
 
 def write_plan(plan: ShardPlan, out: Path, config: ShardSettings, *, workers: int, progress: bool,
@@ -259,8 +296,9 @@ def shard_dataset(
     config = ShardSettings(seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
                            samples_per_shard=samples_per_shard, shard_bytes=shard_bytes, unlisted=unlisted,
                            expect_size_px=expect_size_px, min_size_px=min_size_px)
-    plan = plan_dataset(source, config, log)
     out = Path(out)
+    check_out_folder(Path(source), out)
+    plan = plan_dataset(source, config, log)
     out.mkdir(parents=True, exist_ok=True)
     done = _check_existing_manifest(out, plan.digest, overwrite)
     if done is not None:
@@ -268,4 +306,9 @@ def shard_dataset(
         return done
     if workers is None:
         workers = auto_workers(sum(len(t.items) for t in plan.tasks))
-    return write_plan(plan, out, config, workers=workers, progress=progress, log=log)
+    manifest = write_plan(plan, out, config, workers=workers, progress=progress, log=log)
+    if not manifest["counts"]["total"]:
+        first = manifest["skipped"][0] if manifest["skipped"] else {"name": "?", "reason": "?"}
+        raise ValueError(f"{out}: no image could be used, all {manifest['counts']['skipped']} were skipped "
+                         f"(e.g. {first['name']}: {first['reason']}); {MANIFEST_NAME} lists them all")
+    return manifest

@@ -115,4 +115,17 @@ def open_source(path: Path) -> FolderSource | ZipSource:
         return ZipSource(path)
     if not path.exists():
         raise ValueError(f"{path}: source does not exist")
+    if path.is_file() and _starts_like_a_zip(path):
+        raise ValueError(f"{path}: truncated zip (its table of contents at the end is missing), as a "
+                         "partial download leaves it; resume it with `cxr-sr prep download`")
     raise ValueError(f"{path}: source must be a folder or a zip file")
+
+
+def _starts_like_a_zip(path: Path) -> bool:
+    """A zip's first local header is at the start; its central directory, which a cut-off
+    download lacks, at the end."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False

@@ -144,4 +144,7 @@ def verify_shards(dir: Path, *, deep: bool = False, progress: bool = False) -> l
     listed = {name for shard in shards for name in (shard["file"], shard["index_file"])}
     stray = sorted(p.name for p in root.iterdir() if SHARD_FILE.match(p.name) and p.name not in listed)
     problems += [f"{name}: shard file not listed in the manifest" for name in stray]
+    if not sum(shard["samples"] for shard in shards):
+        problems.append(f"{MANIFEST_NAME}: no samples in any shard: nothing to train on "
+                        "(see the manifest's skipped list for why)")
     return problems + _check_totals(manifest, patients, counted)

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from data_prep.atomic import fsync_folder
+from data_prep.atomic import atomic_open, fsync_folder
 from dist_train import distributed
 from dist_train.distributed import DistEnv
 
@@ -88,9 +88,8 @@ def save_checkpoint(run_dir: Path, step: int, env: DistEnv, keep: int, write: Ca
 
 def torch_save_atomic(obj, path: Path) -> None:
     """``torch.save`` to a temporary name, then rename into place."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_open(path) as handle:
+        torch.save(obj, handle)
 
 
 def load_file(path: Path, expected_keys: set[str] | None = None, map_location="cpu") -> dict:

@@ -283,9 +283,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 
 def save_config(config: Config, path: Path) -> None:
     """Write the resolved config as YAML, atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(config_to_plain(config), sort_keys=False))
-    tmp.replace(path)
+    from data_prep.atomic import write_bytes_atomic
+
+    write_bytes_atomic(Path(path), yaml.safe_dump(config_to_plain(config), sort_keys=False).encode("utf-8"))
 
 
 def config_to_plain(config: Config) -> dict:

@@ -9,6 +9,19 @@ import torch
 import torch.nn.functional as F
 
 
+def crop_to_scale(image, scale: int, crop_px: int = 0):
+    """The HR an image gives for ``scale``: its centred ``crop_px`` square (0, or more than the
+    image: all of it), trimmed to a multiple of ``scale`` on each side, centred.
+
+    Centred, like validation (``dist_train.data.samples.val_box``), so the app, the quality
+    bench, the export parity check and validation score the same pixels of an image. Works on
+    numpy arrays and tensors (the last two axes), and returns a view.
+    """
+    height, width = (min(crop_px or n, n) // scale * scale for n in image.shape[-2:])
+    top, left = (image.shape[-2] - height) // 2, (image.shape[-1] - width) // 2
+    return image[..., top:top + height, left:left + width]
+
+
 def downsample(hr_batch: torch.Tensor, scale: int) -> torch.Tensor:
     """LR = antialiased bicubic downsampling of an ``N x C x H x W`` float batch in [0, 1].
 

@@ -55,12 +55,11 @@ def real_inputs(images: Iterable[torch.Tensor], scale: int, crop_px: int = 64) -
     The HR image is degraded with the project's one degradation, so the inputs look like what
     the model sees in use; a central crop keeps the check fast on CPU.
     """
-    from dist_train.degradation import downsample
+    from dist_train.degradation import crop_to_scale, downsample
 
     crops = []
     for hr in images:
-        height, width = (hr.shape[-2] // scale) * scale, (hr.shape[-1] // scale) * scale
-        lr = downsample(hr[None, None, :height, :width].float(), scale)
+        lr = downsample(crop_to_scale(hr, scale)[None, None].float(), scale)
         top, left = max(0, (lr.shape[-2] - crop_px) // 2), max(0, (lr.shape[-1] - crop_px) // 2)
         crops.append(lr[..., top:top + crop_px, left:left + crop_px])
     named = [(f"real[{i}]", crop) for i, crop in enumerate(crops)]

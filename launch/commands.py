@@ -5,11 +5,11 @@ interpreter is this one (``sys.executable``), so a launch from a virtual environ
 """
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
 
+from data_prep.atomic import write_bytes_atomic
 from dist_train.trainer import STOP_SIGNALS
 from launch.plan import LaunchError, LaunchPlan
 
@@ -80,7 +80,5 @@ def write_hostfile(plan: LaunchPlan, folder: Path) -> Path | None:
         return None
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "hostfile"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(hostfile_text(plan.hosts))
-    os.replace(tmp, path)
+    write_bytes_atomic(path, hostfile_text(plan.hosts).encode("utf-8"))
     return path

@@ -12,6 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from data_prep.atomic import atomic_open
 from launch.commands import SHUTDOWN_GRACE_S, SIGNALS_TO_FORWARD
 from launch.plan import LaunchError, LaunchPlan
 
@@ -69,8 +70,7 @@ def write_slurm_script(plan: LaunchPlan, script_path: Path, log_dir: Path) -> Pa
     script_path = Path(script_path)
     script_path.parent.mkdir(parents=True, exist_ok=True)
     Path(log_dir).mkdir(parents=True, exist_ok=True)  # SLURM cannot open --output in a missing folder
-    tmp = script_path.with_name(script_path.name + ".tmp")
-    tmp.write_text(slurm_script(plan, script_path, log_dir))
-    tmp.chmod(0o755)
-    os.replace(tmp, script_path)
+    with atomic_open(script_path, "w") as handle:
+        handle.write(slurm_script(plan, script_path, log_dir))
+        os.chmod(handle.name, 0o755)
     return script_path

@@ -19,8 +19,9 @@ from PIL import Image
 from data_prep.catalog import _keys
 from data_prep.shard import shard_dataset
 from data_prep.verify import verify_shards
-from tests.data_prep_fixtures import (BAD_INPUT_EXPECTATIONS, build_bad_inputs, gradient, png_bytes,
-                                      read_shard, read_shard_set, zip_folder)
+from tests.bad_input_helpers import one_error, run_cli, snapshot
+from tests.data_prep_fixtures import (BAD_INPUT_EXPECTATIONS, build_bad_inputs, csv_row, gradient, png_bytes,
+                                      read_shard, read_shard_set, write_csv, zip_folder)
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +145,124 @@ def test_different_files_never_share_a_sample_key(names: list[str]) -> None:
     assert len(set(keys.values())) == len(names)
     assert all(re.fullmatch(r"[A-Za-z0-9_-]+", key) for key in keys.values())
     assert _keys(list(reversed(names))) == keys
+
+
+def _prep(argv: list[str], capsys) -> tuple[int, str]:
+    """`cxr-sr prep ARGV` through its main(); (exit code, stderr)."""
+    from data_prep.cli import main
+
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+def _kaggle_folder(root: Path, count: int = 3) -> Path:
+    folder = root / "images_001" / "images"
+    folder.mkdir(parents=True)
+    for i in range(count):
+        (folder / f"{i + 1:08d}_000.png").write_bytes(png_bytes(gradient(96, seed=i)))
+    return root
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    ("truncated gzip", "truncated or corrupt gzip"),
+    ("bad patient id", "bad row for 00000001_000.png"),
+    ("no header", "not an NIH Data_Entry table"),
+    ("binary", "not UTF-8 text"),
+])
+def test_a_broken_metadata_csv_is_one_line_that_says_what_to_do(tmp_path, capsys, damage, fragment):
+    """A partial download of Data_Entry_2017_v2020.csv.gz was an EOFError traceback."""
+    import gzip
+
+    source = _kaggle_folder(tmp_path / "src")
+    rows = [csv_row(f"{i + 1:08d}_000.png", i + 1, 0) for i in range(3)]
+    if damage == "bad patient id":
+        rows[0][3] = "patient-one"
+    write_csv(source / "Data_Entry_2017.csv", rows)
+    text = (source / "Data_Entry_2017.csv").read_bytes()
+    (source / "Data_Entry_2017.csv").unlink()
+    data = {"truncated gzip": gzip.compress(text)[:60], "bad patient id": text,
+            "no header": b"a,b,c\n1,2,3\n", "binary": b"Image Index,Patient ID\n\xff\xfe\x00x"}[damage]
+    name = "Data_Entry_2017_v2020.csv.gz" if damage == "truncated gzip" else "Data_Entry_2017.csv"
+    (source / name).write_bytes(data)
+    before = snapshot(source)
+    code, err = _prep(["shard", "--source", str(source), "--out", str(tmp_path / "out"), "--quiet"], capsys)
+    assert code == 1
+    line = one_error(err, name, fragment)
+    assert "download it again" in line or "fix the row" in line
+    assert snapshot(source) == before and not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_a_truncated_zip_says_the_download_is_incomplete(tmp_path, capsys):
+    """A cut-off archive has no central directory; it was called "not a folder or a zip"."""
+    archive = zip_folder(_kaggle_folder(tmp_path / "src"), tmp_path / "data.zip")
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    before = snapshot(archive)
+    code, err = _prep(["shard", "--source", str(archive), "--out", str(tmp_path / "out"), "--quiet"], capsys)
+    assert code == 1
+    one_error(err, str(archive), "truncated zip", "cxr-sr prep download")
+    assert snapshot(archive) == before
+
+
+def test_unlisted_refuse_with_no_metadata_is_an_error_not_an_empty_set(tmp_path, capsys):
+    """With no csv and --unlisted refuse every image is refused: that gave an empty shard set
+    that `prep verify` called ok. Now nothing is written and one line says to use infer."""
+    source = _kaggle_folder(tmp_path / "src")
+    before = snapshot(source)
+    out = tmp_path / "out"
+    code, err = _prep(["shard", "--source", str(source), "--out", str(out), "--unlisted", "refuse", "--quiet"], capsys)
+    assert code == 1
+    one_error(err, "nothing to shard", "--unlisted infer")
+    assert not out.exists() and snapshot(source) == before
+
+
+def test_a_source_of_only_broken_images_fails_and_verify_fails_its_shard_set(tmp_path, capsys):
+    """Every image skipped leaves a manifest with no sample: shard exits 1 and verify rejects it."""
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"")
+    (folder / "b.png").write_bytes(png_bytes(gradient(96))[:50])
+    out = tmp_path / "out"
+    code, err = _prep(["shard", "--source", str(folder), "--out", str(out), "--quiet"], capsys)
+    assert code == 1
+    one_error(err, "no image could be used", "manifest.json lists them all")
+    code, err = _prep(["verify", str(out), "--quiet"], capsys)
+    assert code == 1 and "no samples in any shard" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("where, fragment", [
+    ("the source", "is or lies inside the source folder"),
+    ("inside the source", "is or lies inside the source folder"),
+    ("around the source", "contains the source"),
+    ("a file", "is a file, not a folder"),
+    ("below a file", "which is a file"),
+])
+def test_an_output_folder_among_the_inputs_or_on_a_file_is_refused(tmp_path, capsys, where, fragment):
+    """Shards written into the source folder would mix with the originals (and stale-shard
+    cleanup deletes by name there); a file as --out was an errno message."""
+    source = _kaggle_folder(tmp_path / "data" / "src")
+    (tmp_path / "taken").write_text("a user's file")
+    out = {"the source": source, "inside the source": source / "shards", "around the source": tmp_path / "data",
+           "a file": tmp_path / "taken", "below a file": tmp_path / "taken" / "shards"}[where]
+    before = snapshot(tmp_path)
+    code, err = _prep(["shard", "--source", str(source), "--out", str(out), "--quiet"], capsys)
+    assert code == 1
+    one_error(err, f"--out {out}", fragment)
+    assert snapshot(tmp_path) == before
+
+
+def test_disk_full_while_sharding_is_one_line_and_the_rerun_completes(tmp_path, capsys):
+    """Under a file-size limit the shard write fails (EFBIG, like ENOSPC): one line, exit 1, no
+    manifest, no torn shard; a run without the limit then finishes and leaves no temp file."""
+    source = _kaggle_folder(tmp_path / "src", count=4)
+    before = snapshot(source)
+    out = tmp_path / "out"
+    args = ["prep", "shard", "--source", str(source), "--out", str(out), "--quiet", "--workers", "1",
+            "--samples-per-shard", "2", "--val-fraction", "0", "--test-fraction", "0"]
+    result = run_cli(args, file_size_bytes=15_000)
+    assert result.returncode == 1, result.stderr
+    one_error(result.stderr, "File too large")
+    assert not (out / "manifest.json").exists()
+    assert not list(out.glob("*.tar"))  # each tar is ~20 kB: none fits, so none may exist
+    assert run_cli(args).returncode == 0
+    assert not list(out.rglob(".*.tmp")) and verify_shards(out) == []
+    assert snapshot(source) == before

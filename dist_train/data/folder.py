@@ -12,21 +12,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data_prep.image_io import DICOM_SUFFIXES, read_gray8
+from data_prep.image_io import folder_skip_reason, read_gray8
 from dist_train.config import Config
 from dist_train.data.batches import ImageSource, ValBatches, positioned_train_loader
 from dist_train.data.positioned import PositionedTrainLoader
 
-IMAGE_SUFFIXES = (".png", *DICOM_SUFFIXES)
-
 
 def list_images(folder: Path) -> list[Path]:
-    """Every PNG/DICOM under ``folder``, sorted by path."""
+    """Every image under ``folder`` that `prep shard` and `upscale` would take too, sorted by path."""
     if not folder.is_dir():
         raise FileNotFoundError(f"data.images: folder {folder} does not exist")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and folder_skip_reason(p) is None)
     if not paths:
-        raise FileNotFoundError(f"data.images: no PNG or DICOM files under {folder}")
+        raise FileNotFoundError(f"data.images: no PNG, JPEG, TIFF or DICOM files under {folder}")
     return paths
 
 

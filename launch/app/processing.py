@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from data_prep.image_io import ImageDecodeError
-from dist_train.degradation import bicubic_upsample, downsample
+from dist_train.degradation import bicubic_upsample, crop_to_scale, downsample
 from dist_train.metrics import consistency_psnr, psnr_per_image, ssim_per_image
 from export.image_io import ImageTooLargeError, SourceImage, read_image
 from export.model_file import ExportedModel
@@ -69,11 +69,6 @@ def upscale(model: ExportedModel, lr: np.ndarray) -> np.ndarray:
     return upscale_image(model, lr, model.scale, TILE_PX)
 
 
-def _crop_to_scale(image: np.ndarray, scale: int) -> np.ndarray:
-    height, width = (n // scale * scale for n in image.shape)
-    return image[:height, :width]
-
-
 def measure(sr: np.ndarray, bicubic: np.ndarray, lr: np.ndarray, hr: np.ndarray | None,
             scale: int) -> dict[str, dict[str, float]]:
     """PSNR/SSIM against HR (when given) and the consistency figure, for the model and bicubic (§5)."""
@@ -95,7 +90,7 @@ def compare(model: ExportedModel, upload: SourceImage, mode: str, reference: Sou
     and compare with ``reference`` when one is given (it must be exactly ``scale`` times larger)."""
     scale = model.scale
     if mode == HR_MODE:
-        hr = _crop_to_scale(upload.to_unit(), scale)
+        hr = crop_to_scale(upload.to_unit(), scale)
         if min(hr.shape) < 8 * scale:
             raise UploadError(f"'{upload.path.name}' is {upload.width} x {upload.height} px; treated as the "
                               f"high-resolution original it needs at least {8 * scale} px per side.")
