@@ -19,9 +19,21 @@ from dist_train.losses import GeneratorLoss, discriminator_loss
 
 @dataclass
 class StepOutcome:
-    """Detached loss values of one step and whether any update was skipped as non-finite."""
+    """Detached loss values of one step and, per network that was updated, whether it stepped.
+
+    ``stepped`` holds ``g`` always and ``d`` in the GAN phase; a network counts as stepped only
+    when every update it had this step was applied (none was skipped as non-finite).
+    """
     losses: dict[str, float] = field(default_factory=dict)
-    bad: bool = False
+    stepped: dict[str, bool] = field(default_factory=dict)
+
+    def record_update(self, net: str, applied: bool) -> None:
+        self.stepped[net] = self.stepped.get(net, True) and applied
+
+    @property
+    def bad(self) -> bool:
+        """Some network's update was skipped as non-finite."""
+        return not all(self.stepped.values())
 
 
 @contextlib.contextmanager
@@ -67,8 +79,9 @@ def generator_step(backend: TrainBackend, objective: GeneratorLoss, lr_batch: to
     if _record_and_check(named, total, backend, outcome):
         backend.backward("g", total)
         backend.step("g")
+        outcome.record_update("g", True)
     else:
-        outcome.bad = True
+        outcome.record_update("g", False)
     return sr.detach()
 
 
@@ -83,8 +96,9 @@ def discriminator_step(backend: TrainBackend, kind: str, sr_batch: torch.Tensor,
     if _record_and_check(named, loss, backend, outcome):
         backend.backward("d", loss)
         backend.step("d")
+        outcome.record_update("d", True)
     else:
-        outcome.bad = True
+        outcome.record_update("d", False)
 
 
 def train_step(backend: TrainBackend, objective: GeneratorLoss, lr_batch: torch.Tensor,

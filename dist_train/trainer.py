@@ -144,6 +144,9 @@ class Trainer:
         self._stop_signal = signum
 
     def _record_outcome(self, outcome) -> None:
+        # The EMA follows G's updates alone: a step where only D's loss was non-finite still moved G.
+        if outcome.stepped["g"]:
+            self.ema.update(self.backend.module("g"))
         if outcome.bad:
             self.bad_steps["total"] += 1
             self.bad_steps["consecutive"] += 1
@@ -155,7 +158,6 @@ class Trainer:
                     f"(lower optim.lr_g/lr_d or use train.precision=bf16/fp32)")
         else:
             self.bad_steps["consecutive"] = 0
-            self.ema.update(self.backend.module("g"))
 
     def train(self) -> int:
         """Train to ``train.total_steps``; returns the process exit code (0 also after a stop signal)."""
