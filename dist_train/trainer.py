@@ -170,6 +170,7 @@ class Trainer:
                 fetch_start = time.perf_counter()
                 lr_batch, hr_batch = self.train_batches.next_batch()
                 wait_s += time.perf_counter() - fetch_start
+                self.backend.set_step(self.step)
                 outcome = train_step(self.backend, self.objective, lr_batch, hr_batch,
                                      gan_phase=self.step >= cfg.pretrain_steps)
                 self.loss_history.append(outcome.losses)

@@ -14,6 +14,7 @@ from torch import nn
 
 from dist_train.config import Config
 from dist_train.distributed import DistEnv
+from dist_train.optim import learning_rate
 from dist_train.precision import Precision
 
 NETS = ("g", "d")
@@ -45,15 +46,30 @@ class TrainBackend(ABC):
 
     @abstractmethod
     def step(self, net: str) -> None:
-        """Clip, optimizer step, scheduler step and zero the gradients of ``net``."""
+        """Clip, optimizer step and zero the gradients of ``net`` (no schedule: see ``set_step``)."""
 
     @abstractmethod
+    def param_groups(self, net: str) -> list[dict]:
+        """The parameter groups of ``net``'s optimizer, the place its learning rate is read from."""
+
+    def set_step(self, global_step: int) -> None:
+        """Set both networks' learning rates for training step ``global_step``, before it runs.
+
+        The trainer calls this every step, whether or not an update is then applied, so the
+        schedule follows the global step in every backend; no engine's scheduler is involved.
+        """
+        for net in NETS:
+            rate = learning_rate(self.cfg, net, global_step)
+            for group in self.param_groups(net):
+                group["lr"] = rate
+
     def learning_rate(self, net: str) -> float:
-        """The current learning rate of ``net``."""
+        """The learning rate of ``net``'s latest (or next) update."""
+        return self.param_groups(net)[0]["lr"]
 
     @abstractmethod
     def save(self, folder: Path) -> None:
-        """Write network, optimizer, scheduler and scaler state into ``folder`` (every rank calls)."""
+        """Write network, optimizer and scaler state into ``folder`` (every rank calls)."""
 
     @abstractmethod
     def load(self, folder: Path) -> None:

@@ -9,9 +9,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from dist_train.backends.base import NETS, TrainBackend
 from dist_train.checkpoint import CheckpointError, load_file
-from dist_train.optim import build_optimizer, build_scheduler
+from dist_train.optim import build_optimizer
 
 STATE_FILE = "networks.pt"
+_NET_KEYS = {"module", "optimizer", "scaler"}
 
 
 class DDPBackend(TrainBackend):
@@ -27,7 +28,6 @@ class DDPBackend(TrainBackend):
             else:
                 self.wrapped[net] = module
         self.optimizers = {net: build_optimizer(self.modules[net].parameters(), self.cfg, net) for net in NETS}
-        self.schedulers = {net: build_scheduler(self.optimizers[net], self.cfg, net) for net in NETS}
         self.scalers = {net: self.precision.make_scaler() for net in NETS}
 
     def forward(self, net: str, x: torch.Tensor) -> torch.Tensor:
@@ -52,10 +52,9 @@ class DDPBackend(TrainBackend):
         else:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        self.schedulers[net].step()
 
-    def learning_rate(self, net: str) -> float:
-        return self.optimizers[net].param_groups[0]["lr"]
+    def param_groups(self, net: str) -> list[dict]:
+        return self.optimizers[net].param_groups
 
     def save(self, folder: Path) -> None:
         if not self.env.is_main:
@@ -65,7 +64,6 @@ class DDPBackend(TrainBackend):
             state[net] = {
                 "module": self.modules[net].state_dict(),
                 "optimizer": self.optimizers[net].state_dict(),
-                "scheduler": self.schedulers[net].state_dict(),
                 "scaler": self.scalers[net].state_dict() if self.scalers[net] is not None else None,
             }
         torch.save(state, folder / STATE_FILE)
@@ -77,9 +75,12 @@ class DDPBackend(TrainBackend):
         state = load_file(folder / STATE_FILE, set(NETS), map_location=self.env.device)
         for net in NETS:
             part = state[net]
+            if set(part) != _NET_KEYS:
+                missing, unknown = sorted(_NET_KEYS - set(part)), sorted(set(part) - _NET_KEYS)
+                raise CheckpointError(f"{folder / STATE_FILE}: network {net!r} has missing keys {missing}, "
+                                      f"unknown keys {unknown}")
             self.modules[net].load_state_dict(part["module"])
             self.optimizers[net].load_state_dict(part["optimizer"])
-            self.schedulers[net].load_state_dict(part["scheduler"])
             if (part["scaler"] is None) != (self.scalers[net] is None):
                 raise CheckpointError(f"{folder / STATE_FILE}: saved with another train.precision; resume with the same one")
             if self.scalers[net] is not None:

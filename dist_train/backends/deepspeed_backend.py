@@ -8,8 +8,11 @@ Facts this design rests on (DeepSpeed 0.19, measured on CPU with gloo):
   tag (``engine_g/``, ``engine_d/``) inside the trainer's checkpoint folder with
   ``save_latest=False`` and loads by that tag: the trainer's atomic ``.partial`` rename is what
   makes the whole checkpoint (engines + trainer state) count, never DeepSpeed's ``latest``.
-* Optimizers are client torch Adam instances (DeepSpeed then compiles no fused_adam op), and the
-  schedules are the same ``LambdaLR`` as the DDP backend's, so both backends train the same thing.
+* Optimizers are client torch Adam instances (DeepSpeed then compiles no fused_adam op), and no
+  scheduler is handed to the engines: the trainer sets both learning rates from the global step
+  (``TrainBackend.set_step``), as in the DDP backend. An engine steps its scheduler only on an
+  applied update (not on an fp16 overflow, nor on a step the trainer skipped), so a schedule left
+  to it would drift from the DDP backend's.
 * With bf16/fp16 the engines hold half-precision weights (fp32 masters live in the optimizer);
   buffers follow the parameters' dtype (``data_types.buffer_dtype``) so BatchNorm works.
 """
@@ -28,7 +31,7 @@ from dist_train.backends.base import NETS, TrainBackend
 from dist_train.backends.deepspeed_config import deepspeed_config
 from dist_train.checkpoint import CheckpointError
 from dist_train.config import ConfigError
-from dist_train.optim import build_optimizer, build_scheduler
+from dist_train.optim import build_optimizer
 
 
 def engine_tag(net: str) -> str:
@@ -58,7 +61,6 @@ class DeepSpeedBackend(TrainBackend):
             engine, _, _, _ = deepspeed.initialize(
                 model=module,
                 optimizer=build_optimizer(module.parameters(), self.cfg, net),
-                lr_scheduler=lambda optimizer, net=net: build_scheduler(optimizer, self.cfg, net),
                 config=copy.deepcopy(self.ds_config),  # DeepSpeed may edit what it is given
                 dist_init_required=False)
             self.engines[net] = engine
@@ -73,10 +75,11 @@ class DeepSpeedBackend(TrainBackend):
         self.engines[net].backward(loss)
 
     def step(self, net: str) -> None:
-        self.engines[net].step()  # clipping, (loss-scaled) optimizer step, zero_grad, scheduler step
+        self.engines[net].step()  # clipping, (loss-scaled) optimizer step, zero_grad
 
-    def learning_rate(self, net: str) -> float:
-        return self.engines[net].get_lr()[0]
+    def param_groups(self, net: str) -> list[dict]:
+        # DeepSpeed's ZeRO and bf16/fp16 wrappers forward these to the client optimizer's groups
+        return self.engines[net].optimizer.param_groups
 
     def save(self, folder: Path) -> None:
         for net in NETS:
