@@ -95,6 +95,7 @@ class Trainer:
         folder = folder or latest_checkpoint(self.run_dir)
         if folder is None:
             self.logger.console(f"no checkpoint under {self.run_dir}: starting from step 0")
+            self.logger.forget_after(self.step)
             return False
         state = load_file(folder / TRAINER_FILE, _TRAINER_KEYS)
         if state["config"]["model"] != config_to_plain(self.cfg)["model"]:
@@ -105,6 +106,7 @@ class Trainer:
         self.step, self.bad_steps, self.metrics = state["step"], state["bad_steps"], state["metrics"]
         self.train_batches.load_state_dict(rank_state["data"])
         distributed.set_rng_state(rank_state["rng"])
+        self.logger.forget_after(self.step)
         self.logger.console(f"resumed from {folder} at step {self.step}")
         return True
 
