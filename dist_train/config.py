@@ -120,6 +120,11 @@ class TrainConfig:
     ckpt_every: int = 500
     keep_ckpts: int = 3
     log_every: int = 10
+    # Random patches cut from each decoded training image (each with its own crop and symmetry);
+    # decoding the 1024 px PNG is most of a patch's CPU cost, so k patches share one decode.
+    patches_per_image: int = 8
+    cache: str = "none"  # none | decoded: keep the decoded train split in memory, decode once
+    cache_max_mb: int = 4096  # data.cache=decoded refuses a split larger than this
     seed: int = 0
     max_bad_steps: int = 20  # consecutive non-finite losses before the run stops
 
@@ -128,6 +133,9 @@ class TrainConfig:
         _one_of(self.precision, ("fp32", "bf16", "fp16"), "train.precision")
         _require(self.pretrain_steps >= 0 and self.gan_steps >= 0, "train.pretrain_steps/gan_steps",
                  "step counts must be >= 0")
+        _require(self.patches_per_image >= 1, "data.patches_per_image", "must be >= 1 (1 = one patch per decode)")
+        _one_of(self.cache, ("none", "decoded"), "data.cache")
+        _require(self.cache_max_mb >= 1, "data.cache_max_mb", "must be >= 1 MB")
         _require(self.pretrain_steps + self.gan_steps > 0, "train.pretrain_steps",
                  "nothing to train: give pretrain_steps or gan_steps > 0")
         _require(0 <= self.ema_decay < 1, "train.ema_decay", "must be in [0, 1)")

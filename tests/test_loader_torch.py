@@ -17,8 +17,7 @@ from PIL import Image
 from dist_train.data import build_train_loader, build_val_loader
 from dist_train.data.samples import decode_gray8
 from dist_train.data.shardset import load_split
-from dist_train.degradation import downsample
-from test_loader_support import build_shard_set, tiny_config
+from test_loader_support import assert_lr_is_degradation, build_shard_set, tiny_config
 
 CPU = torch.device("cpu")
 
@@ -46,7 +45,7 @@ def test_batches_have_the_contract_shapes_and_lr_is_the_degradation(shards):
     assert hr.shape == (4, 1, 32, 32) and lr.shape == (4, 1, 8, 8)
     assert lr.dtype == hr.dtype == torch.float32
     assert 0 <= hr.min() and hr.max() <= 1 and hr.std() > 0.01
-    assert torch.allclose(lr, downsample(hr, 4), atol=0.5 / 255)
+    assert_lr_is_degradation(lr, hr, 4)
 
 
 @pytest.mark.parametrize("world_size", [2, 3])

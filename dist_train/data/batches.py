@@ -1,10 +1,10 @@
 """What a batch is for the map-style backends (``folder`` and ``torch``), over any image source.
 
 An ``ImageSource`` is the one thing the backends differ in: their items (file paths, shard
-sample references) and how one item is decoded and named. Sampling,
-padding and augmentation follow ``dist_train.data.sampling`` and LR is made with
-``dist_train.degradation.downsample`` (the reference degradation), so a training batch is a pure
-function of its position ``(epoch, batch)`` and a resumed run needs no replay.
+sample references) and how one item is decoded, sized and named. Sampling, padding, patches per
+image and augmentation follow ``dist_train.data.sampling`` and LR is made with
+``dist_train.degradation.downsample`` (the reference degradation), so a training group of batches
+is a pure function of its position ``(epoch, group)`` and a resumed run needs no replay.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from dist_train.config import Config
 from dist_train.data import sampling
+from dist_train.data.cache import DecodedImages
 from dist_train.data.positioned import PositionedTrainLoader
 from dist_train.data.samples import augment_patch, val_crop
 from dist_train.degradation import downsample
@@ -24,12 +25,14 @@ from dist_train.degradation import downsample
 
 @dataclass(frozen=True)
 class ImageSource:
-    """Items with how to decode one (to uint8 ``H x W``) and name it. ``decode`` and ``name`` must
-    be module-level functions, so that DataLoader workers can pickle the source."""
+    """Items with how to decode one (to uint8 ``H x W``), read its ``(H, W)`` without decoding
+    (for the decoded cache's size check) and name it. The functions must be module-level, so that
+    DataLoader workers can pickle the source."""
 
     items: list[Any]
     decode: Callable[[Any], np.ndarray]
     name: Callable[[Any], str]
+    shape: Callable[[Any], tuple[int, int]]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -40,6 +43,9 @@ class ImageSource:
     def key(self, index: int) -> str:
         return self.name(self.items[index])
 
+    def image_shape(self, index: int) -> tuple[int, int]:
+        return self.shape(self.items[index])
+
 
 def lr_hr_batch(hr_images: list[np.ndarray], scale: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Equally sized uint8 HR images -> (LR, HR) float batches ``N x 1 x h x w`` in [0, 1]."""
@@ -47,33 +53,54 @@ def lr_hr_batch(hr_images: list[np.ndarray], scale: int) -> tuple[torch.Tensor, 
     return downsample(hr, scale), hr
 
 
-class PositionedBatches(Dataset):
-    """Item ``(epoch, batch)``: that batch of this rank as ``(lr, hr, keys)``."""
+def lr_u8_of(hr_u8: np.ndarray, scale: int, chunk: int) -> np.ndarray:
+    """The LR of uint8 HR patches ``N x P x P`` as uint8 ``N x 1 x P/scale x P/scale``.
 
-    def __init__(self, source: ImageSource, cfg: Config, rank: int, world_size: int, shuffle: bool = True):
+    LR lies on the 8-bit grid (docs/contracts.md §3), so uint8 holds it exactly; computed ``chunk``
+    patches at a time so that the float copies stay the size of one batch.
+    """
+    parts = []
+    for start in range(0, len(hr_u8), chunk):
+        hr = torch.from_numpy(hr_u8[start:start + chunk]).unsqueeze(1).float().div_(255.0)
+        parts.append(downsample(hr, scale).mul_(255.0).round_().to(torch.uint8))
+    return torch.cat(parts).numpy()
+
+
+class PositionedBatches(Dataset):
+    """Item ``(epoch, group)``: that group's ``patches_per_image`` batches of this rank, stacked in
+    batch order, as ``(lr_u8, hr_u8, keys)`` (``sampling``: each image of the group decoded once,
+    cut into ``patches_per_image`` patches, the group's patches shuffled together)."""
+
+    def __init__(self, source, cfg: Config, rank: int, world_size: int, shuffle: bool = True):
         self._source, self._cfg = source, cfg
         self._rank, self._world_size, self._shuffle = rank, world_size, shuffle
 
-    def __len__(self) -> int:  # the sampler, not the length, drives iteration
+    def __len__(self) -> int:  # groups; the sampler, not the length, drives iteration
         return sampling.batches_per_epoch(len(self._source), self._world_size, self._cfg.data.batch_size)
 
     def __getitem__(self, position: tuple[int, int]):
-        epoch, batch = position
-        data, seed = self._cfg.data, self._cfg.train.seed
-        indices = sampling.batch_indices(len(self._source), self._rank, self._world_size, epoch, batch, seed,
+        epoch, group = position
+        data, seed, k = self._cfg.data, self._cfg.train.seed, self._cfg.data.patches_per_image
+        indices = sampling.batch_indices(len(self._source), self._rank, self._world_size, epoch, group, seed,
                                          data.batch_size, self._shuffle)
-        augments = sampling.batch_augments(seed, self._rank, epoch, batch, data.batch_size)
-        patches = [augment_patch(self._source.image(i), aug, data.patch_px) for i, aug in zip(indices, augments)]
-        lr, hr = lr_hr_batch(patches, self._cfg.model.scale)
-        return lr, hr, [self._source.key(i) for i in indices]
+        augments = sampling.group_augments(seed, self._rank, epoch, group, data.batch_size, k)
+        order = sampling.group_patch_order(seed, self._rank, epoch, group, data.batch_size, k, self._shuffle)
+        images = [self._source.image(i) for i in indices]
+        hr = np.stack([augment_patch(images[p // k], augments[p], data.patch_px) for p in order])
+        lr = lr_u8_of(hr, self._cfg.model.scale, data.batch_size)
+        keys = [self._source.key(indices[p // k]) for p in order]
+        return torch.from_numpy(lr), torch.from_numpy(hr[:, None]), keys
 
 
-def positioned_train_loader(source: ImageSource, cfg: Config, rank: int, world_size: int,
+def positioned_train_loader(source, cfg: Config, rank: int, world_size: int,
                             device: torch.device, backend: str, shuffle: bool = True) -> PositionedTrainLoader:
-    """Endless, resumable training batches of this rank from ``source``."""
+    """Endless, resumable training batches of this rank from ``source`` (an ``ImageSource``, held
+    in memory first when ``data.cache=decoded``)."""
+    if cfg.data.cache == "decoded":
+        source = DecodedImages(source, cfg.data.cache_max_mb, cfg.data.workers)
     dataset = PositionedBatches(source, cfg, rank, world_size, shuffle)
     return PositionedTrainLoader(dataset, len(dataset), cfg.data.workers, device, backend, world_size,
-                                 cfg.data.batch_size)
+                                 cfg.data.batch_size, cfg.data.patches_per_image)
 
 
 class ValBatches:

@@ -43,7 +43,8 @@ def in_bounds_weight(size_px: int, scale: int) -> np.ndarray:
 
 
 def downsample(hr: DataNode, scale: int, device: str, size_px: int = 0) -> DataNode:
-    """``H x W x 1`` float HR in [0, 1] -> ``H/scale x W/scale x 1`` LR, clamped (CONTRACTS §3).
+    """``H x W x 1`` float HR in [0, 1] -> ``H/scale x W/scale x 1`` LR, clamped and rounded to
+    the 8-bit grid (docs/contracts.md §3).
 
     Each axis in turn: blur with the taps under zero padding, keep every ``scale``-th row (or
     column), so the second blur runs on a ``scale`` times smaller image. Then divide by the
@@ -73,8 +74,14 @@ def downsample(hr: DataNode, scale: int, device: str, size_px: int = 0) -> DataN
     if size_px:
         weight = np.outer(in_bounds_weight(size_px, scale), in_bounds_weight(size_px, scale))
         inverse = types.Constant((1.0 / weight).astype(np.float32)[:, :, None], device=device)
-        return dmath.clamp(blurred * inverse, 0.0, 1.0)
-    return dmath.clamp(blurred / blur_and_subsample(hr * 0.0 + 1.0), 0.0, 1.0)
+        return round_to_8bit(dmath.clamp(blurred * inverse, 0.0, 1.0))
+    return round_to_8bit(dmath.clamp(blurred / blur_and_subsample(hr * 0.0 + 1.0), 0.0, 1.0))
+
+
+def round_to_8bit(unit: DataNode) -> DataNode:
+    """``round(255 x) / 255`` of values in [0, 1], as the reference degradation rounds (ties,
+    which a blur practically never produces, go up here and to even there)."""
+    return dmath.floor(unit * 255.0 + 0.5) / 255.0
 
 
 def to_unit_float(image: DataNode) -> DataNode:
@@ -87,19 +94,17 @@ def _patch_anchor(size_hw: DataNode, crop_uv: DataNode, patch_px: int) -> DataNo
     return dmath.min(dmath.floor(crop_uv * (size_hw - (patch_px - 1))), size_hw - patch_px)
 
 
-def decode_random_patch(png: DataNode, crop_uv: DataNode, patch_px: int, device: str) -> DataNode:
-    """The training patch of each PNG, ``patch_px`` square, ``H x W x 1`` uint8.
+def random_patch(image: DataNode, crop_uv: DataNode, patch_px: int) -> DataNode:
+    """A ``patch_px`` square of a decoded ``H x W x 1`` image at ``sampling.crop_anchor``.
 
-    ``crop_uv`` is the float32 pair ``(crop_y, crop_x)`` in [0, 1) of ``sampling.Augment``; the
-    image size comes from the PNG header, so the decoder is asked for the patch alone. Decoders
-    that support regions decode only it; DALI 2.4's CPU PNG path still inflates the whole image
-    (measured: ~5% saving over decode-then-slice), so do not count on more.
+    ``crop_uv`` is the float32 pair ``(crop_y, crop_x)`` in [0, 1) of ``sampling.Augment``. The
+    image is decoded whole once and cut several times (``data.patches_per_image``); decoding only
+    a region would not help, since DALI's CPU PNG path inflates the whole image anyway.
     """
-    size_hw = fn.peek_image_shape(png, dtype=types.FLOAT)[0:2]
-    return fn.decoders.image_slice(
-        png, _patch_anchor(size_hw, crop_uv, patch_px), [float(patch_px), float(patch_px)],
-        axes=[0, 1], normalized_anchor=False, normalized_shape=False,
-        output_type=types.GRAY, device="mixed" if device == "gpu" else "cpu")
+    size_hw = image.shape(dtype=types.FLOAT)[0:2]
+    return fn.slice(image, _patch_anchor(size_hw, crop_uv, patch_px), [float(patch_px), float(patch_px)],
+                    axes=[0, 1], normalized_anchor=False, normalized_shape=False,
+                    out_of_bounds_policy="error")
 
 
 def dihedral(patch: DataNode, transpose: DataNode, flip_h: DataNode, flip_v: DataNode) -> DataNode:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from data_prep.image_io import folder_skip_reason, read_gray8
 from dist_train.config import Config
@@ -44,9 +45,20 @@ def file_stem(path: Path) -> str:
     return path.stem
 
 
+def file_shape(path: Path) -> tuple[int, int]:
+    """``(H, W)`` of one image file from its header (DICOM: Rows x Columns), without decoding."""
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except UnidentifiedImageError:  # not a Pillow format: a DICOM file
+        import pydicom
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+        return int(header.Rows), int(header.Columns)
+
+
 def folder_images(paths: list[Path]) -> ImageSource:
     """Image files as an image source (``dist_train.data.batches``); keys are the file stems."""
-    return ImageSource(paths, decode_file, file_stem)
+    return ImageSource(paths, decode_file, file_stem, file_shape)
 
 
 def build_folder_train_loader(cfg: Config, rank: int, world_size: int, device: torch.device) -> PositionedTrainLoader:

@@ -1,10 +1,13 @@
-"""A resumable ``TrainLoader`` over any map-style dataset whose item ``(epoch, batch)`` is a batch.
+"""A resumable ``TrainLoader`` over any map-style dataset whose item ``(epoch, group)`` is a group
+of batches (the ``patches_per_image`` batches cut from one group of decoded images, ``sampling``).
 
-When a batch is a pure function of its position (``sampling``), resuming is only a matter of
-starting the sampler at the saved position: no replay, no RNG state to carry.
+When a group is a pure function of its position, resuming is only a matter of starting the sampler
+at the saved group and dropping the batches of it already consumed: no replay of earlier groups,
+no RNG state to carry.
 """
 from __future__ import annotations
 
+from collections import deque
 from typing import Iterator
 
 import torch
@@ -26,23 +29,28 @@ class PositionsFrom(Sampler):
                 epoch, batch = epoch + 1, 0
 
 
-def check_resumable(state: dict, backend: str, world_size: int, batch_size: int) -> None:
-    """A saved position means the same batches only under the same backend, world size and batch size."""
+def check_resumable(state: dict, backend: str, world_size: int, batch_size: int,
+                    patches_per_image: int = 1) -> None:
+    """A saved position means the same batches only under the same backend, world size, batch size
+    and patches per image."""
     from dist_train.checkpoint import CheckpointError
 
-    saved = (state["backend"], state["world_size"], state["batch_size"])
-    if saved != (backend, world_size, batch_size) and int(state["batch"]) != 0:
-        raise CheckpointError(f"data position saved with (data.backend, world size, data.batch_size) = {saved} "
-                              f"cannot resume mid-epoch under {(backend, world_size, batch_size)}; resume with "
-                              "the same ones")
+    # Positions saved before patches_per_image existed were cut with one patch per image.
+    saved = (state["backend"], state["world_size"], state["batch_size"], state.get("patches_per_image", 1))
+    now = (backend, world_size, batch_size, patches_per_image)
+    if saved != now and int(state["batch"]) != 0:
+        raise CheckpointError(f"data position saved with (data.backend, world size, data.batch_size, "
+                              f"data.patches_per_image) = {saved} cannot resume mid-epoch under {now}; "
+                              "resume with the same ones")
 
 
 class TrainPosition:
     """Where the next training batch is, ``(epoch, batch)``, with what its meaning depends on."""
 
-    def __init__(self, backend: str, world_size: int, batch_size: int, batches_per_epoch: int):
+    def __init__(self, backend: str, world_size: int, batch_size: int, batches_per_epoch: int,
+                 patches_per_image: int = 1):
         self.backend, self.world_size, self.batch_size = backend, world_size, batch_size
-        self.batches_per_epoch = batches_per_epoch
+        self.batches_per_epoch, self.patches_per_image = batches_per_epoch, patches_per_image
         self.epoch, self.batch = 0, 0
 
     def advance(self) -> bool:
@@ -55,21 +63,30 @@ class TrainPosition:
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "batch": self.batch, "backend": self.backend,
-                "world_size": self.world_size, "batch_size": self.batch_size}
+                "world_size": self.world_size, "batch_size": self.batch_size,
+                "patches_per_image": self.patches_per_image}
 
     def load_state_dict(self, state: dict) -> None:
-        check_resumable(state, self.backend, self.world_size, self.batch_size)
+        check_resumable(state, self.backend, self.world_size, self.batch_size, self.patches_per_image)
         self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
 
 
 class PositionedTrainLoader:
-    """``TrainLoader`` over ``dataset[(epoch, batch)] -> (lr, hr, keys)`` with worker processes."""
+    """``TrainLoader`` over ``dataset[(epoch, group)] -> (lr, hr, keys)`` with worker processes.
 
-    def __init__(self, dataset: Dataset, batches_per_epoch: int, workers: int,
-                 device: torch.device, backend: str, world_size: int, batch_size: int):
+    A group holds ``patches_per_image`` batches of ``batch_size`` patches, stacked in batch order,
+    as uint8 (LR is on the 8-bit grid, docs/contracts.md §3, so uint8 carries it losslessly and workers
+    pass a quarter of the bytes); batches become float in [0, 1] on the device.
+    """
+
+    def __init__(self, dataset: Dataset, groups_per_epoch: int, workers: int, device: torch.device,
+                 backend: str, world_size: int, batch_size: int, patches_per_image: int = 1):
         self._dataset, self._workers, self._device = dataset, workers, device
-        self._position = TrainPosition(backend, world_size, batch_size, batches_per_epoch)
+        self._groups_per_epoch, self._batches_per_group = groups_per_epoch, patches_per_image
+        self._position = TrainPosition(backend, world_size, batch_size,
+                                       groups_per_epoch * patches_per_image, patches_per_image)
         self._iterator: Iterator | None = None
+        self._pending: deque = deque()  # the batches of the current group not yet consumed
         self.last_keys: list[str] = []  # sample keys of the last batch, for tests and debugging
 
     @property
@@ -77,19 +94,28 @@ class PositionedTrainLoader:
         return self._position.batches_per_epoch
 
     def _start(self) -> None:
-        start = (self._position.epoch, self._position.batch)
+        group, skip = divmod(self._position.batch, self._batches_per_group)
         loader = DataLoader(self._dataset, batch_size=None, num_workers=self._workers,
-                            sampler=PositionsFrom(start, self._position.batches_per_epoch),
+                            sampler=PositionsFrom((self._position.epoch, group), self._groups_per_epoch),
                             prefetch_factor=2 if self._workers else None,
                             pin_memory=self._device.type == "cuda")
         self._iterator = iter(loader)
+        self._next_group(skip)
+
+    def _next_group(self, skip: int = 0) -> None:
+        lr, hr, keys = next(self._iterator)
+        size = self._position.batch_size
+        self._pending.extend((lr[start:start + size], hr[start:start + size], keys[start:start + size])
+                             for start in range(skip * size, len(keys), size))
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._iterator is None:
             self._start()
-        lr, hr, self.last_keys = next(self._iterator)
+        elif not self._pending:
+            self._next_group()
+        lr, hr, self.last_keys = self._pending.popleft()
         self._position.advance()
-        return lr.to(self._device, non_blocking=True), hr.to(self._device, non_blocking=True)
+        return _unit_float(lr, self._device), _unit_float(hr, self._device)
 
     def state_dict(self) -> dict:
         """Position of the next batch, with what it depends on."""
@@ -101,3 +127,9 @@ class PositionedTrainLoader:
 
     def close(self) -> None:
         self._iterator = None  # drops the DataLoader iterator and shuts its workers down
+        self._pending.clear()
+
+
+def _unit_float(batch_u8: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 -> float32 in [0, 1] on ``device``; a division, bit-equal to DALI's ``x / 255``."""
+    return batch_u8.to(device, non_blocking=True).float().div_(255.0)

@@ -13,9 +13,17 @@ One plan serves every backend (folder, torch, dali) so that their epochs mean th
 * **Padding**: every rank runs ``batches_per_epoch`` batches (the largest chunk rounded up to whole
   batches) so that DDP ranks stay in lockstep; the tail is filled by repeating the rank's own chunk,
   so padding never lends a rank another rank's sample.
+* **Patches per image**: the epoch's image order is cut into *groups* of ``batch_size`` images
+  (what a batch was with one patch per image). Each image of a group is decoded once and gives
+  ``k`` patches (``data.patches_per_image``), each with its own augmentation; the group's
+  ``batch_size * k`` patches are shuffled together and cut into ``k`` batches, so a batch mixes
+  patches of up to ``batch_size`` images. An epoch is therefore ``k`` times as many batches, and
+  every image of the split is still seen once per epoch, as ``k`` patches. With ``k = 1`` the
+  batches are exactly those of one patch per image.
 * **Augmentation** (random HR crop, flips, transpose: the 8 symmetries of the square, i.e. all flips
-  and 90-degree rotations) is drawn from a generator seeded by ``(seed, rank, epoch, batch)``,
-  so a batch is a pure function of its position: the basis of exact mid-epoch resume.
+  and 90-degree rotations) is drawn from a generator seeded by ``(seed, rank, epoch, group)``, as
+  is the mixing of the group's patches, so a batch is a pure function of its position: the basis
+  of exact mid-epoch resume.
 """
 from __future__ import annotations
 
@@ -29,6 +37,7 @@ import numpy as np
 _ORDER_STREAM = 0
 _AUGMENT_STREAM = 1
 _DALI_STREAM = 2
+_MIX_STREAM = 3
 
 
 def chunk_bounds(n_samples: int, chunk: int, n_chunks: int) -> tuple[int, int]:
@@ -105,6 +114,28 @@ def batch_augments(seed: int, rank: int, epoch: int, batch: int, batch_size: int
     flags = rng.integers(0, 2, size=(batch_size, 3)).astype(bool)
     return [Augment(float(c[0]), float(c[1]), bool(f[0]), bool(f[1]), bool(f[2]))
             for c, f in zip(crops, flags)]
+
+
+def group_augments(seed: int, rank: int, epoch: int, group: int, batch_size: int,
+                   patches_per_image: int) -> list[Augment]:
+    """The augmentation of each patch of image group ``group``: patch ``p`` is crop
+    ``p % patches_per_image`` of the group's image ``p // patches_per_image``. With one patch per
+    image this is ``batch_augments`` of the batch the group was."""
+    return batch_augments(seed, rank, epoch, group, batch_size * patches_per_image)
+
+
+def group_patch_order(seed: int, rank: int, epoch: int, group: int, batch_size: int,
+                      patches_per_image: int, shuffle: bool = True) -> np.ndarray:
+    """Which patch of the group fills each slot of its ``patches_per_image`` batches, in order:
+    slot ``s`` (batch ``s // batch_size`` of the group) holds patch ``order[s]``.
+
+    Shuffled, so that a batch is not ``batch_size`` crops of a few radiographs; unshuffled (and with
+    one patch per image, where the image order is already shuffled) patches stay in order.
+    """
+    n_patches = batch_size * patches_per_image
+    if not shuffle or patches_per_image == 1:
+        return np.arange(n_patches, dtype=np.int64)
+    return np.random.default_rng(_seed(seed, _MIX_STREAM, rank, epoch, group)).permutation(n_patches)
 
 
 def crop_anchor(u: float, size_px: int, patch_px: int) -> int:

@@ -14,15 +14,23 @@ Semantics (see ``sampling`` for the shared plan):
   seeded by ``sampling.pipeline_seed(seed, rank, epoch)``: same seed, same batches; but not the
   permutation the torch twin draws, so the two backends agree on *which* samples a rank sees in an
   epoch and (with shuffling off) on every pixel, not on the order when shuffling.
-* Padding: all ranks run ``sampling.batches_per_epoch`` batches; DALI fills the tail of a short
-  chunk by repeating its last sample (the torch twin cycles the chunk instead).
-* The augmentation parameters come from ``sampling.batch_augments`` through an external source,
-  so a batch depends only on (seed, rank, epoch, batch index) and the sample the reader gives.
-* Resume: rebuild the epoch's pipeline and run (and drop) the batches already consumed. Exact, and
-  costs at most one epoch of decoding once per resume.
+* Padding: all ranks run ``sampling.batches_per_epoch`` groups of ``batch_size`` images; DALI
+  fills the tail of a short chunk by repeating its last sample (the torch twin cycles the chunk).
+* Patches per image (``sampling``): one pipeline run decodes one group of ``batch_size`` images
+  and cuts ``data.patches_per_image`` patches from each (one graph branch per patch); the
+  group's patches are then shuffled together by ``sampling.group_patch_order`` and served as
+  ``patches_per_image`` batches.
+* The augmentation parameters come from ``sampling.group_augments`` through an external source,
+  so a group depends only on (seed, rank, epoch, group index) and the samples the reader gives.
+* ``data.cache=decoded``: the train split is decoded once (``cache.DecodedImages``) and the images
+  enter through an external source in the twin's order (``sampling.batch_indices``) instead of
+  the reader, so the cached DALI loader gives the twin's batches.
+* Resume: rebuild the epoch's pipeline and run (and drop) the groups already consumed. Exact, and
+  costs at most one epoch of decoding once per resume (none of earlier groups with the cache).
 """
 from __future__ import annotations
 
+from collections import deque
 from typing import Callable, Iterator
 
 import numpy as np
@@ -41,7 +49,9 @@ except ImportError as err:  # a machine without DALI: say how to go on
 
 from dist_train.config import Config, ConfigError
 from dist_train.data import sampling
+from dist_train.data.cache import DecodedImages
 from dist_train.data.positioned import TrainPosition
+from dist_train.data.shards_torch import shard_images
 from dist_train.data.shardset import SplitShards, load_split
 
 READER_NAME = "shards"
@@ -67,27 +77,56 @@ def _read(split: SplitShards, shard_id: int, num_shards: int, shuffle: bool, pad
     return png, png.property("source_info")
 
 
-def _augment_source(seed: int, rank: int, epoch: int, batch_size: int) -> Callable:
-    """External-source callback: the ``sampling.batch_augments`` of the batch DALI asks for."""
-    def source(info) -> tuple[list, list, list, list]:
-        augments = sampling.batch_augments(seed, rank, epoch, info.iteration, batch_size)
-        return ([np.array([a.crop_y, a.crop_x], dtype=np.float32) for a in augments],
-                [np.array(a.transpose) for a in augments],
-                [np.array(a.flip_h, dtype=np.int32) for a in augments],
-                [np.array(a.flip_v, dtype=np.int32) for a in augments])
+def _augment_source(seed: int, rank: int, epoch: int, batch_size: int, patches_per_image: int,
+                    images: Callable | None = None) -> Callable:
+    """External-source callback: for the group DALI asks for, ``images(group)`` (when given) and
+    the four ``sampling.Augment`` fields of each of its ``patches_per_image`` patch branches
+    (branch ``i`` of sample ``j`` is the group's patch ``j * patches_per_image + i``)."""
+    def source(info) -> tuple[list, ...]:
+        augments = sampling.group_augments(seed, rank, epoch, info.iteration, batch_size, patches_per_image)
+        outputs = [images(info.iteration)] if images is not None else []
+        for branch in range(patches_per_image):
+            mine = augments[branch::patches_per_image]
+            outputs += [[np.array([a.crop_y, a.crop_x], dtype=np.float32) for a in mine],
+                        [np.array(a.transpose) for a in mine],
+                        [np.array(a.flip_h, dtype=np.int32) for a in mine],
+                        [np.array(a.flip_v, dtype=np.int32) for a in mine]]
+        return tuple(outputs)
     return source
+
+
+def _patch_branches(image, augments: list, patch_px: int, scale: int, device: str) -> list:
+    """``[lr_0, ..., lr_{k-1}, hr_0, ..., hr_{k-1}]``: the ``k = len(augments) // 4`` patches of
+    each decoded image with their LR, ``1 x h x w`` float in [0, 1]."""
+    lrs, hrs = [], []
+    for branch in range(len(augments) // 4):
+        crop_uv, transpose, flip_h, flip_v = augments[4 * branch:4 * branch + 4]
+        patch = dali_graph.random_patch(image, crop_uv, patch_px)
+        hr = dali_graph.to_unit_float(dali_graph.dihedral(patch, transpose, flip_h, flip_v))
+        lrs.append(dali_graph.to_chw(dali_graph.downsample(hr, scale, device, size_px=patch_px)))
+        hrs.append(dali_graph.to_chw(hr))
+    return lrs + hrs
 
 
 @pipeline_def(enable_conditionals=True)
 def _train_pipeline(split: SplitShards, shard_id: int, num_shards: int, shuffle: bool,
-                    augment_source: Callable, patch_px: int, scale: int, device: str):
+                    augment_source: Callable, patch_px: int, scale: int, device: str,
+                    patches_per_image: int):
     png, source_info = _read(split, shard_id, num_shards, shuffle, True)
-    crop_uv, transpose, flip_h, flip_v = fn.external_source(
-        source=augment_source, num_outputs=4, batch=True, batch_info=True)
-    patch = dali_graph.decode_random_patch(png, crop_uv, patch_px, device)
-    hr = dali_graph.to_unit_float(dali_graph.dihedral(patch, transpose, flip_h, flip_v))
-    lr = dali_graph.downsample(hr, scale, device, size_px=patch_px)
-    return dali_graph.to_chw(lr), dali_graph.to_chw(hr), source_info
+    augments = fn.external_source(source=augment_source, num_outputs=4 * patches_per_image,
+                                  batch=True, batch_info=True)
+    image = fn.decoders.image(png, device="mixed" if device == "gpu" else "cpu", output_type=types.GRAY)
+    return (*_patch_branches(image, list(augments), patch_px, scale, device), source_info)
+
+
+@pipeline_def(enable_conditionals=True)
+def _cached_train_pipeline(augment_source: Callable, patch_px: int, scale: int, device: str,
+                           patches_per_image: int):
+    image, *augments = fn.external_source(source=augment_source, num_outputs=1 + 4 * patches_per_image,
+                                          batch=True, batch_info=True)
+    image = fn.reshape(image, layout="HWC")
+    return tuple(_patch_branches(image.gpu() if device == "gpu" else image, augments, patch_px, scale,
+                                 device))
 
 
 @pipeline_def
@@ -142,36 +181,79 @@ class DaliTrainLoader:
         self._op_device, self._device_id = _dali_device(cfg, device)
         self._split = split if split is not None else load_split(cfg.data.shards, "train")
         self._shuffle = shuffle
-        self._position = TrainPosition("dali", world_size, cfg.data.batch_size, sampling.batches_per_epoch(
-            self._split.n_samples, world_size, cfg.data.batch_size))
+        self._cache = (DecodedImages(shard_images(self._split), cfg.data.cache_max_mb, cfg.data.workers)
+                       if cfg.data.cache == "decoded" else None)
+        k = cfg.data.patches_per_image
+        groups = sampling.batches_per_epoch(self._split.n_samples, world_size, cfg.data.batch_size)
+        # The cached loader reads the twin's order, not the reader's: another plan, another label.
+        backend = "dali" if self._cache is None else "dali-cached"
+        self._position = TrainPosition(backend, world_size, cfg.data.batch_size, groups * k, k)
         self._pipe: Pipeline | None = None
+        self._pending: deque = deque()  # the batches of the current group not yet consumed
         self.last_keys: list[str] = []  # sample keys of the last batch, for tests and debugging
 
     @property
     def batches_per_epoch(self) -> int:
         return self._position.batches_per_epoch
 
+    def _group_indices(self, epoch: int, group: int) -> np.ndarray:
+        return sampling.batch_indices(self._split.n_samples, self._rank, self._world_size, epoch, group,
+                                      self._cfg.train.seed, self._cfg.data.batch_size, self._shuffle)
+
+    def _cached_images(self, epoch: int) -> Callable:
+        def images(group: int) -> list[np.ndarray]:
+            return [self._cache.image(int(i))[:, :, None] for i in self._group_indices(epoch, group)]
+        return images
+
     def _build(self, epoch: int) -> Pipeline:
-        data = self._cfg.data
-        pipe = _train_pipeline(
-            self._split, sampling.rank_chunk(self._rank, self._world_size, epoch),
-            self._world_size, self._shuffle,
-            _augment_source(self._cfg.train.seed, self._rank, epoch, data.batch_size),
-            data.patch_px, self._cfg.model.scale, self._op_device,
-            batch_size=data.batch_size, num_threads=max(1, data.workers), device_id=self._device_id,
-            seed=sampling.pipeline_seed(self._cfg.train.seed, self._rank, epoch))
+        data, seed = self._cfg.data, self._cfg.train.seed
+        settings = dict(patch_px=data.patch_px, scale=self._cfg.model.scale, device=self._op_device,
+                        patches_per_image=data.patches_per_image, batch_size=data.batch_size,
+                        num_threads=max(1, data.workers), device_id=self._device_id,
+                        seed=sampling.pipeline_seed(seed, self._rank, epoch))
+        if self._cache is not None:
+            source = _augment_source(seed, self._rank, epoch, data.batch_size, data.patches_per_image,
+                                     self._cached_images(epoch))
+            pipe = _cached_train_pipeline(source, **settings)
+        else:
+            source = _augment_source(seed, self._rank, epoch, data.batch_size, data.patches_per_image)
+            pipe = _train_pipeline(self._split, sampling.rank_chunk(self._rank, self._world_size, epoch),
+                                   self._world_size, self._shuffle, source, **settings)
         pipe.build()
         return pipe
 
+    def _run_group(self, epoch: int, group: int, skip: int = 0) -> None:
+        """Run the pipeline once: the group's patches, mixed (``sampling.group_patch_order``) and
+        queued as batches, the first ``skip`` of them dropped."""
+        outputs = self._pipe.run()
+        k, size = self._cfg.data.patches_per_image, self._cfg.data.batch_size
+        if self._cache is None:
+            *outputs, source_info = outputs
+            image_keys = _keys(source_info)
+        else:
+            image_keys = [self._cache.key(int(i)) for i in self._group_indices(epoch, group)]
+        # branch i, sample j -> patch j * k + i, the numbering of sampling.group_augments
+        lr_all = torch.stack([_to_torch(batch, self._device) for batch in outputs[:k]], dim=1).flatten(0, 1)
+        hr_all = torch.stack([_to_torch(batch, self._device) for batch in outputs[k:]], dim=1).flatten(0, 1)
+        order = sampling.group_patch_order(self._cfg.train.seed, self._rank, epoch, group, size, k,
+                                           self._shuffle)
+        for start in range(skip * size, len(order), size):
+            slots = order[start:start + size]
+            index = torch.from_numpy(slots).to(lr_all.device)
+            self._pending.append((lr_all[index], hr_all[index], [image_keys[p // k] for p in slots]))
+
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The next ``(lr_batch, hr_batch)``; a new epoch's pipeline is built when one ends."""
+        epoch, k = self._position.epoch, self._cfg.data.patches_per_image
+        group, skip = divmod(self._position.batch, k)
         if self._pipe is None:
-            self._pipe = self._build(self._position.epoch)
-            for _ in range(self._position.batch):  # resume: replay the consumed part of the epoch
+            self._pipe = self._build(epoch)
+            for _ in range(group):  # resume: replay the consumed groups of the epoch
                 self._pipe.run()
-        lr, hr, source_info = self._pipe.run()
-        self.last_keys = _keys(source_info)
-        lr_batch, hr_batch = _to_torch(lr, self._device), _to_torch(hr, self._device)
+            self._run_group(epoch, group, skip)
+        elif not self._pending:
+            self._run_group(epoch, group)
+        lr_batch, hr_batch, self.last_keys = self._pending.popleft()
         if self._position.advance():
             self._pipe = None  # the next epoch reads other chunks: a new pipeline
         return lr_batch, hr_batch
@@ -183,10 +265,11 @@ class DaliTrainLoader:
     def load_state_dict(self, state: dict) -> None:
         """Continue at ``state``'s position; the plan must be the one that wrote it."""
         self._position.load_state_dict(state)
-        self._pipe = None
+        self.close()
 
     def close(self) -> None:
         self._pipe = None
+        self._pending.clear()
 
 
 class DaliValLoader:

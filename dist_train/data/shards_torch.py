@@ -8,6 +8,8 @@ batch is a pure function of its position and mid-epoch resume needs no replay. (
 """
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import torch
 
@@ -15,7 +17,7 @@ from dist_train.config import Config
 from dist_train.data.batches import ImageSource, ValBatches, positioned_train_loader
 from dist_train.data.positioned import PositionedTrainLoader
 from dist_train.data.samples import decode_gray8
-from dist_train.data.shardset import SampleRef, SplitShards, load_split
+from dist_train.data.shardset import SampleRef, ShardSetError, SplitShards, load_split
 
 
 def read_png(ref: SampleRef) -> bytes:
@@ -34,9 +36,20 @@ def sample_key(ref: SampleRef) -> str:
     return ref.key
 
 
+def sample_shape(ref: SampleRef) -> tuple[int, int]:
+    """``(H, W)`` of one sample from its PNG header (IHDR), without decoding."""
+    with open(ref.tar, "rb") as tar:
+        tar.seek(ref.png_offset)
+        header = tar.read(24)
+    if len(header) < 24 or header[12:16] != b"IHDR":
+        raise ShardSetError(f"{ref.tar}: sample {ref.key} is not a PNG (no IHDR header)")
+    width, height = struct.unpack(">II", header[16:24])
+    return height, width
+
+
 def shard_images(split: SplitShards) -> ImageSource:
     """The samples of one split as an image source (``dist_train.data.batches``)."""
-    return ImageSource(split.sample_refs(), decode_sample, sample_key)
+    return ImageSource(split.sample_refs(), decode_sample, sample_key, sample_shape)
 
 
 def build_torch_train_loader(cfg: Config, rank: int, world_size: int, device: torch.device,
