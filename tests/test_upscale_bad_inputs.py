@@ -251,3 +251,32 @@ def test_a_folder_without_images_says_why(toy_model, tmp_path, capsys):
     assert cxr_sr(["upscale", "--model", str(toy_model), "-i", str(folder), "-o", str(tmp_path / "out"),
                    "--no-progress"]) == 1
     one_error(capsys.readouterr().err, "no image found in the inputs", "1 file(s) skipped")
+
+
+def test_bench_quality_goes_on_past_a_bad_image_and_keeps_stdout_for_json(toy_model, tmp_path, capsys):
+    """`bench quality` stopped at the first bad image and printed the error on stdout, where the
+    JSON goes. Now each bad image is one line on stderr, the rest are measured, exit code 1."""
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    for seed in range(2):
+        write_png(folder / f"{seed}.png", smooth_image(64, 64, seed=seed))
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    write_png(folder / "small.png", smooth_image(12, 12))
+    before = snapshot(folder, toy_model)
+    assert cxr_sr(["bench", "quality", "--model", str(toy_model), "-i", str(folder), "--crop-px", "0"]) == 1
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in captured.err and len(errors) == 2
+    assert "broken.png" in errors[0] and "small.png" in errors[1] and "at least 32 px" in errors[1]
+    document = json.loads(captured.out)
+    assert len(document["images"]) == 2 and len(document["failed"]) == 2
+    assert snapshot(folder, toy_model) == before
+
+
+def test_bench_quality_with_a_missing_device_is_one_line_on_stderr(toy_model, tmp_path, capsys):
+    """The device is checked before the model is blamed, and nothing goes to stdout."""
+    image = write_png(tmp_path / "a.png", smooth_image(64, 64))
+    assert cxr_sr(["bench", "quality", "--model", str(toy_model), "-i", str(image), "--device", "tpu"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    one_error(captured.err, "--device tpu")
