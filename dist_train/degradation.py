@@ -9,6 +9,25 @@ import torch
 import torch.nn.functional as F
 
 
+def bicubic_downsample(batch: torch.Tensor, scale: int) -> torch.Tensor:
+    """Antialiased bicubic downsampling of an ``N x C x H x W`` float batch in [0, 1], clamped,
+    not rounded: the operator itself, for back-projection and for images of more than 8 bits.
+
+    H and W must be multiples of ``scale`` so that HR and LR align pixel for pixel.
+    """
+    height, width = batch.shape[-2:]
+    if height % scale or width % scale:
+        raise ValueError(f"HR size {height}x{width} is not a multiple of the scale {scale}")
+    lr = F.interpolate(batch.float(), size=(height // scale, width // scale), mode="bicubic",
+                       antialias=True, align_corners=False)
+    return lr.clamp_(0.0, 1.0)
+
+
+def to_8bit_grid(batch: torch.Tensor) -> torch.Tensor:
+    """``round(255 * x) / 255`` in place: the values an 8-bit image can hold."""
+    return batch.mul_(255.0).round_().div_(255.0)
+
+
 def crop_to_scale(image, scale: int, crop_px: int = 0):
     """The HR an image gives for ``scale``: its centred ``crop_px`` square (0, or more than the
     image: all of it), trimmed to a multiple of ``scale`` on each side, centred.
@@ -23,16 +42,8 @@ def crop_to_scale(image, scale: int, crop_px: int = 0):
 
 
 def downsample(hr_batch: torch.Tensor, scale: int) -> torch.Tensor:
-    """LR = antialiased bicubic downsampling of an ``N x C x H x W`` float batch in [0, 1].
-
-    H and W must be multiples of ``scale`` so that HR and LR align pixel for pixel.
-    """
-    height, width = hr_batch.shape[-2:]
-    if height % scale or width % scale:
-        raise ValueError(f"HR size {height}x{width} is not a multiple of the scale {scale}")
-    lr = F.interpolate(hr_batch.float(), size=(height // scale, width // scale), mode="bicubic",
-                       antialias=True, align_corners=False)
-    return lr.clamp_(0.0, 1.0)
+    """The degradation: LR = the 8-bit rounding of ``bicubic_downsample(hr_batch, scale)``."""
+    return to_8bit_grid(bicubic_downsample(hr_batch, scale))
 
 
 def bicubic_upsample(lr_batch: torch.Tensor, scale: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from dist_train.degradation import downsample
+from dist_train.degradation import bicubic_downsample
 from launch.cli import main as cxr_sr
 from tests.export_helpers import ToyGenerator, export_model
 
@@ -45,7 +45,7 @@ def test_monochrome1_15bit_round_trip(toy_model, realxray_dir, tmp_path):
     stored_in, stored_out = before.pixel_array.astype(np.float32), after.pixel_array.astype(np.float32)
     assert stored_out.max() <= 2**15 - 1
     crop_out = torch.from_numpy(stored_out[: 4 * 480, : 4 * 460])[None, None] / 32767
-    down = downsample(crop_out, 4)[0, 0].numpy() * 32767
+    down = bicubic_downsample(crop_out, 4)[0, 0].numpy() * 32767
     assert np.corrcoef(down.ravel(), stored_in[:480, :460].ravel())[0, 1] > 0.99
     assert abs(down.mean() - stored_in[:480, :460].mean()) < 0.01 * stored_in.max()
 
