@@ -38,7 +38,9 @@ class _PoisonedObjective:
 
     def __init__(self, objective, trainer, rank: int, steps: set[int]):
         self.objective, self.trainer, self.rank, self.steps = objective, trainer, rank, steps
-        self.cfg = objective.cfg
+
+    def __getattr__(self, name):  # everything but the call is the real objective's (cfg, flags, ...)
+        return getattr(self.objective, name)
 
     def __call__(self, *args, **kwargs):
         total, terms = self.objective(*args, **kwargs)
