@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "loader": ("benchmarks.loader", "images/s and CPU-s/image of the DALI and torch shard loaders"),
     "shard": ("benchmarks.shard_bench", "images/s and images per CPU-s of `prep shard` on a source"),
     "train": ("benchmarks.train_bench", "training patches/s per process and 1 -> 2 process scaling, DDP and DeepSpeed"),
+    "discriminator": ("benchmarks.discriminator", "D trained alone: fresh-batch accuracy on HR vs bicubic patches"),
 }
 
 

@@ -2,7 +2,9 @@
 
 Each HR image (PNG/DICOM) is centre-cropped to ``--crop-px`` (a multiple of the scale), degraded
 with the project's one degradation, and restored by every method; PSNR, SSIM and the consistency
-figure come from dist_train.metrics (the same code as validation). Per-image values, the mean
+figure and sharpness (the high-frequency energy ratio: SR's spectral energy above the LR Nyquist
+frequency over HR's, 1.0 = as much fine detail as the original) come from dist_train.metrics
+(the same code as validation). Per-image values, the mean
 and a 95% Student-t interval over images go to JSON and a markdown table; a PNG figure shows
 crops side by side with error maps.
 """
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 METHODS = ("model", "bicubic", "lanczos")
-FIGURES = ("psnr_db", "ssim", "consistency_psnr_db")
+FIGURES = ("psnr_db", "ssim", "consistency_psnr_db", "hf_energy_ratio")
 # two-sided 95% Student-t quantiles for 1..30 degrees of freedom; 1.96 beyond
 _T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
@@ -88,7 +90,7 @@ def evaluate_images(args: argparse.Namespace, failed: list[str] | None = None) -
     import torch
 
     from dist_train.degradation import bicubic_upsample, downsample
-    from dist_train.metrics import consistency_psnr, psnr_per_image, ssim_per_image
+    from dist_train.metrics import consistency_psnr, high_frequency_energy_ratio, psnr_per_image, ssim_per_image
     from export.image_io import read_image
     from export.inputs import collect_inputs
     from export.model_file import ModelOutputError, ModelRunError, load_exported
@@ -121,7 +123,8 @@ def evaluate_images(args: argparse.Namespace, failed: list[str] | None = None) -
         for method, sr in outputs.items():
             row[method] = {"psnr_db": float(psnr_per_image(sr, hr, scale)[0]),
                            "ssim": float(ssim_per_image(sr, hr, scale)[0]),
-                           "consistency_psnr_db": float(consistency_psnr(sr, lr, scale)[0])}
+                           "consistency_psnr_db": float(consistency_psnr(sr, lr, scale)[0]),
+                           "hf_energy_ratio": float(high_frequency_energy_ratio(sr, hr, scale, scale)[0])}
         rows.append(row)
         if len(kept) < 3:
             kept.append((path.name, hr, outputs))
@@ -142,9 +145,10 @@ def table(summary: dict[str, Any]) -> str:
         ci = f" ± {stat['ci95']:.{digits}f}" if stat["ci95"] is not None else ""
         return f"{stat['mean']:.{digits}f}{ci}"
 
-    rows = [[method, cell(s["psnr_db"], 2), cell(s["ssim"], 4), cell(s["consistency_psnr_db"], 2), s["psnr_db"]["n"]]
-            for method, s in summary.items()]
-    return markdown_table(["method", "PSNR dB (95% CI)", "SSIM (95% CI)", "consistency dB (95% CI)", "images"], rows)
+    rows = [[method, cell(s["psnr_db"], 2), cell(s["ssim"], 4), cell(s["consistency_psnr_db"], 2),
+             cell(s["hf_energy_ratio"], 3), s["psnr_db"]["n"]] for method, s in summary.items()]
+    return markdown_table(["method", "PSNR dB (95% CI)", "SSIM (95% CI)", "consistency dB (95% CI)",
+                           "HF energy ratio (95% CI)", "images"], rows)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -38,6 +38,12 @@ class ModelConfig:
     global_residual: bool = True  # output = bicubic(x) + residual; untrained G equals bicubic
     d_features: int = 64
     d_batchnorm: bool = False  # BatchNorm in the discriminator (the original SRGAN has it)
+    d_spectral_norm: bool = True  # spectral normalisation of every D layer (Real-ESRGAN's D)
+    # D's fixed input stem: each patch standardised to its own contrast, plus a high-pass channel
+    # in gray levels; without them D sees raw intensities, where SR and HR differ by ~1 level.
+    d_standardise: bool = True
+    d_high_pass: bool = True
+    d_quantize: bool = True  # D sees 8-bit levels (as HR PNGs are), so off-grid SR values give nothing away
 
     def __post_init__(self):
         _one_of(self.scale, (2, 4, 8), "model.scale")
@@ -50,6 +56,10 @@ class ModelConfig:
 class LossConfig:
     pixel: str = "l1"
     pixel_weight: float = 1.0
+    # vgg: L1 of ImageNet VGG19 features (weights on disk or downloaded once); d_features: L1 of
+    # the discriminator's block activations (pix2pixHD feature matching; no weights, GAN phase
+    # only); none: no perceptual term
+    perceptual: str = "vgg"
     perceptual_weight: float = 1.0
     perceptual_layer: str = "relu5_4"  # a VGG19 layer name, e.g. relu2_2, relu5_4, conv5_4
     perceptual_weights: str = ""  # VGG19 state dict; "" = torchvision's file in the torch hub cache
@@ -60,6 +70,7 @@ class LossConfig:
     def __post_init__(self):
         _one_of(self.pixel, ("l1", "mse"), "loss.pixel")
         _one_of(self.adversarial, ("bce", "ragan"), "loss.adversarial")
+        _one_of(self.perceptual, ("vgg", "d_features", "none"), "loss.perceptual")
         from dist_train.perceptual import vgg19_layer_names
         _one_of(self.perceptual_layer, tuple(vgg19_layer_names()), "loss.perceptual_layer")
         for name in ("pixel_weight", "perceptual_weight", "adversarial_weight", "tv_weight"):
@@ -75,6 +86,10 @@ class OptimConfig:
     grad_clip: float = 0.0  # max gradient norm; 0 = no clipping
     scheduler: str = "constant"  # constant | cosine | step
     step_milestones: tuple[int, ...] = ()  # for scheduler=step, global steps where lr halves
+    d_steps: int = 1  # discriminator updates per generator update in the GAN phase (same batch)
+    # warn when D's accuracy stays at chance for this many consecutive logging intervals of the
+    # GAN phase (its adversarial term is then noise); 0 = never warn
+    d_chance_intervals: int = 5
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
@@ -84,6 +99,8 @@ class OptimConfig:
                  "give two numbers in [0, 1), e.g. [0.9, 0.99]")
         _require(self.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0 disables clipping)")
         _one_of(self.scheduler, ("constant", "cosine", "step"), "optim.scheduler")
+        _require(self.d_steps >= 1, "optim.d_steps", "must be >= 1 discriminator update per generator update")
+        _require(self.d_chance_intervals >= 0, "optim.d_chance_intervals", "must be >= 0 (0 = never warn)")
 
 
 @dataclass

@@ -4,6 +4,10 @@ SR and HR are compared as single-channel uint8 (SR clamped and rounded) with ``s
 cropped at each border; PSNR (peak 255) and SSIM (Gaussian window 11, sigma 1.5, constants for
 range 255) per image, then averaged over images. Bicubic and the consistency figure (PSNR between
 the bicubic-downsampled SR and the LR input) are always computed beside the model.
+
+Sharpness is the high-frequency energy ratio: SR's spectral energy above the LR Nyquist frequency
+over HR's (1.0 = as much fine detail as the original; bicubic has far less, a model that invents
+noise more). It needs no weights and tells a blurred model from a sharp one where PSNR cannot.
 """
 from __future__ import annotations
 
@@ -12,8 +16,10 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 
 from dist_train.degradation import bicubic_upsample, downsample
 
-METRIC_NAMES = ("psnr_db", "ssim", "bicubic_psnr_db", "bicubic_ssim", "consistency_psnr_db")
-BICUBIC_NAMES = ("bicubic_psnr_db", "bicubic_ssim")  # depend on the data only, not on the model
+METRIC_NAMES = ("psnr_db", "ssim", "bicubic_psnr_db", "bicubic_ssim", "consistency_psnr_db", "hf_energy_ratio",
+                "bicubic_hf_energy_ratio")
+# depend on the data only, not on the model
+BICUBIC_NAMES = ("bicubic_psnr_db", "bicubic_ssim", "bicubic_hf_energy_ratio")
 MODEL_NAMES = tuple(name for name in METRIC_NAMES if name not in BICUBIC_NAMES)
 
 
@@ -70,6 +76,30 @@ def ssim_per_image(sr: torch.Tensor, hr: torch.Tensor, crop: int, tile_px: int =
     return total / area
 
 
+def high_frequency_energy_ratio(sr: torch.Tensor, hr: torch.Tensor, scale: int, crop: int) -> torch.Tensor:
+    """SR's spectral energy above the LR Nyquist frequency over HR's, per image of an ``N x 1 x H x W`` pair.
+
+    The band is what the LR grid cannot hold: spatial frequencies above ``1 / (2 * scale)`` cycles
+    per pixel along either axis, so all of the energy there was restored, not passed through.
+    Both images are quantized to uint8 levels like the other figures and cropped by ``crop``;
+    each has its mean removed and a 2-D Hann window applied, so that the jump where the FFT wraps
+    an image edge around adds no energy of its own. HR against itself is exactly 1.0.
+    """
+    sr_levels, hr_levels = _crop(quantize(sr), crop), _crop(quantize(hr), crop)
+    height, width = hr_levels.shape[-2:]
+    window = torch.outer(torch.hann_window(height, periodic=False, dtype=torch.float64),
+                         torch.hann_window(width, periodic=False, dtype=torch.float64)).to(hr_levels.device)
+    nyquist = 0.5 / scale
+    above = ((torch.fft.fftfreq(height, dtype=torch.float64).abs() > nyquist)[:, None]
+             | (torch.fft.fftfreq(width, dtype=torch.float64).abs() > nyquist)[None, :]).to(hr_levels.device)
+
+    def band_energy(levels: torch.Tensor) -> torch.Tensor:
+        centred = (levels - levels.mean(dim=(-2, -1), keepdim=True)) * window
+        return (torch.fft.fft2(centred).abs().square() * above).flatten(1).sum(dim=1)
+
+    return band_energy(sr_levels) / band_energy(hr_levels)
+
+
 def consistency_psnr(sr: torch.Tensor, lr: torch.Tensor, scale: int) -> torch.Tensor:
     """PSNR in dB between the bicubic downsample of (quantized) SR and the LR input, per image."""
     sr_levels = quantize(sr) / 255.0
@@ -84,11 +114,13 @@ def evaluate(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, scale: int,
         "psnr_db": psnr_per_image(sr, hr, scale),
         "ssim": ssim_per_image(sr, hr, scale),
         "consistency_psnr_db": consistency_psnr(sr, lr, scale),
+        "hf_energy_ratio": high_frequency_energy_ratio(sr, hr, scale, scale),
     }
     if with_bicubic:
         bicubic = bicubic_upsample(lr.float(), scale)
         figures |= {"bicubic_psnr_db": psnr_per_image(bicubic, hr, scale),
-                    "bicubic_ssim": ssim_per_image(bicubic, hr, scale)}
+                    "bicubic_ssim": ssim_per_image(bicubic, hr, scale),
+                    "bicubic_hf_energy_ratio": high_frequency_energy_ratio(bicubic, hr, scale, scale)}
     return figures
 
 

@@ -6,6 +6,7 @@ data position per rank). It never tests the backend or the data source: those pl
 from __future__ import annotations
 
 import collections
+import itertools
 import signal
 import time
 from pathlib import Path
@@ -21,8 +22,8 @@ from dist_train.data import build_train_loader, build_val_loader
 from dist_train.degradation import bicubic_upsample
 from dist_train.distributed import DistEnv
 from dist_train.ema import EMA
-from dist_train.gan_step import train_step
-from dist_train.losses import GeneratorLoss
+from dist_train.gan_step import ChanceWatch, train_step
+from dist_train.losses import GeneratorLoss, uses_vgg
 from dist_train.metrics import BICUBIC_NAMES, METRIC_NAMES, MODEL_NAMES, MetricAccumulator, evaluate
 from dist_train.models import build_discriminator, build_generator
 from dist_train.perceptual import build_vgg19_features
@@ -55,7 +56,7 @@ class Trainer:
         self.backend.wrap(generator, discriminator)
         self.ema = EMA(self.backend.module("g"), cfg.train.ema_decay)
         self.ema.module.float()  # DeepSpeed bf16/fp16 engines hold half weights; the EMA stays fp32
-        if feature_net is None and cfg.loss.perceptual_weight > 0:
+        if feature_net is None and uses_vgg(cfg.loss):
             feature_net = build_vgg19_features(cfg.loss.perceptual_layer, cfg.loss.perceptual_weights)
         self.objective = GeneratorLoss(cfg.loss, feature_net).to(env.device)
         self.train_batches = build_train_loader(cfg, env.rank, env.world_size, env.device)
@@ -68,6 +69,7 @@ class Trainer:
         # per step on this rank, for tests and reports; bounded so a long run does not grow without limit
         self.loss_history: collections.deque[dict[str, float]] = collections.deque(maxlen=LOSS_HISTORY_STEPS)
         self._stop_signal: int | None = None
+        self.d_chance = ChanceWatch(cfg.optim.d_chance_intervals)
         if env.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / "config.yaml")
@@ -187,6 +189,10 @@ class Trainer:
                     self.logger.console(f"step {self.step}/{cfg.total_steps} [{self._phase(self.step - 1)}] "
                                         + " ".join(f"{k}={v:.4g}" for k, v in outcome.losses.items()))
                     window_start, wait_s = time.perf_counter(), 0.0
+                    interval = itertools.islice(reversed(self.loss_history), cfg.log_every)
+                    warning = self.d_chance.update([s["d_accuracy"] for s in interval if "d_accuracy" in s])
+                    if warning:
+                        self.logger.console(warning)
                 if self.step % cfg.val_every == 0 or self.step == cfg.total_steps:
                     self.validate()
                 if self.step % cfg.ckpt_every == 0 or self.step == cfg.total_steps:

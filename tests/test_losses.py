@@ -114,3 +114,85 @@ def test_vgg_layer_names_follow_torchvision_order():
     names = vgg19_layer_names()
     assert names[:4] == ["conv1_1", "relu1_1", "conv1_2", "relu1_2"]
     assert names.index("relu5_4") == 35 and names[-1] == "pool5"
+
+
+def _random_vgg19_features_file(path, layer: str = "relu2_2"):
+    """A randomly initialised VGG19's ``features.*`` up to ``layer``, saved as torchvision names them."""
+    import torchvision
+
+    torch.manual_seed(2)
+    features = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["E"])[: vgg19_layer_names().index(layer) + 1]
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, path)
+    return features
+
+
+def test_vgg_features_load_from_a_weights_file(tmp_path):
+    """The loading path with a random VGG19 file: the features computed are the file's, not random ones."""
+    path = tmp_path / "vgg19_random.pth"
+    reference = _random_vgg19_features_file(path)
+    net = build_vgg19_features("relu2_2", path)
+    gray = torch.rand(1, 1, 16, 16)
+    rgb = (gray.expand(-1, 3, -1, -1) - net.mean) / net.std
+    torch.testing.assert_close(net(gray), reference(rgb))
+    assert not any(p.requires_grad for p in net.parameters())
+
+
+def test_a_file_that_is_not_vgg19_is_named_in_one_line(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, path)
+    with pytest.raises(VGGWeightsMissing) as error:
+        build_vgg19_features("relu2_2", path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_absent_hub_file_is_downloaded_by_torchvision_once_said_in_one_line(tmp_path, monkeypatch, capsys):
+    """No weights in the hub cache and a network: torch.hub fetches torchvision's file into the cache."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    fetched = []
+
+    def fake_download(url, dst, hash_prefix=None, progress=True):
+        fetched.append((url, dst, hash_prefix, progress))
+        _random_vgg19_features_file(dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    net = build_vgg19_features("relu2_2")
+    expected = tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
+    assert fetched == [("https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", str(expected), "dcbb9e9d", False)]
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and str(expected) in said[0] and "download" in said[0]
+    assert net(torch.rand(1, 1, 8, 8)).shape == (1, 128, 4, 4)  # relu2_2 comes after pool1
+    build_vgg19_features("relu2_2")  # now cached: no second download
+    assert len(fetched) == 1
+
+
+def test_offline_without_weights_is_one_line_saying_where_to_put_the_file(tmp_path, monkeypatch):
+    import urllib.error
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def offline(*_args, **_kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(VGGWeightsMissing) as error:
+        build_vgg19_features("relu5_4")
+    message = str(error.value)
+    assert str(tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth") in message and "\n" not in message
+    assert "d_features" in message  # the way out that needs no weights
+
+
+def test_a_given_weights_path_is_never_replaced_by_a_download(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("downloaded"))
+    with pytest.raises(VGGWeightsMissing):
+        build_vgg19_features("relu5_4", tmp_path / "mine.pth")
+
+
+def test_perceptual_choice_decides_which_network_the_objective_needs():
+    """vgg needs a feature network; d_features and none need none (and none has no term)."""
+    with pytest.raises(ValueError):
+        GeneratorLoss(load_config(None, ["loss.perceptual=vgg"]).loss)
+    for choice in ("d_features", "none"):
+        GeneratorLoss(load_config(None, [f"loss.perceptual={choice}"]).loss)
+    objective = GeneratorLoss(load_config(None, ["loss.perceptual=none"]).loss, tiny_feature_net())
+    _, terms = objective(torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16), torch.zeros(1, 1))
+    assert "perceptual" not in terms

@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from dist_train.degradation import bicubic_upsample, downsample
-from dist_train.metrics import MetricAccumulator, consistency_psnr, evaluate, psnr_per_image, ssim_per_image
+from dist_train.metrics import (MetricAccumulator, consistency_psnr, evaluate, high_frequency_energy_ratio,
+                                psnr_per_image, ssim_per_image)
 
 
 def numpy_psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -118,3 +119,25 @@ def test_consistency_separates_faithful_from_unfaithful_sr(real_pairs):
     faithful = consistency_psnr(bicubic, lr, 4).item()
     unfaithful = consistency_psnr(bicubic + 0.1 * torch.sin(torch.arange(bicubic.shape[-1]) / 8.0), lr, 4).item()
     assert faithful > 40 and unfaithful < faithful - 10
+
+
+def test_high_frequency_energy_ratio_is_one_for_hr_and_far_below_for_bicubic(real_pairs):
+    """The sharpness figure on real X-rays: HR against itself is exactly 1.0, bicubic (which
+    restores nothing above the LR Nyquist frequency) well below, invented noise above."""
+    for hr, _, bicubic in real_pairs:
+        assert high_frequency_energy_ratio(hr, hr, 4, 4).item() == 1.0
+        assert high_frequency_energy_ratio(bicubic, hr, 4, 4).item() < 0.5
+        noisy = bicubic + torch.randn(bicubic.shape, generator=torch.Generator().manual_seed(0)) * 8 / 255
+        assert high_frequency_energy_ratio(noisy, hr, 4, 4).item() > 1.0
+
+
+def test_high_frequency_energy_ratio_ignores_image_edges_and_brightness():
+    """A smooth ramp has no fine detail: its wrap-around edge (a jump for the FFT) and an offset in
+    brightness must not count as detail, or bicubic of a smooth image would look sharp."""
+    rows = torch.linspace(0.1, 0.9, 64, dtype=torch.float64)
+    ramp = (rows[:, None] + rows[None, :]).div(2)[None, None]
+    texture = ramp + 0.02 * torch.rand(ramp.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    # what remains is the ramp's 8-bit staircase (0.3 levels rms against the texture's 1.5)
+    assert high_frequency_energy_ratio(ramp, texture, 4, 0).item() < 0.1
+    assert high_frequency_energy_ratio(texture + 0.05, texture, 4, 0).item() == pytest.approx(1.0, abs=0.05)
+    assert "hf_energy_ratio" in evaluate(texture.float(), texture.float(), downsample(texture.float(), 4), 4)

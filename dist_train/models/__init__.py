@@ -11,7 +11,9 @@ def build_generator(model_cfg) -> SRResNet:
 
 def build_discriminator(model_cfg) -> PatchDiscriminator:
     """The discriminator described by a ``ModelConfig``."""
-    return PatchDiscriminator(features=model_cfg.d_features, batchnorm=model_cfg.d_batchnorm)
+    return PatchDiscriminator(features=model_cfg.d_features, batchnorm=model_cfg.d_batchnorm,
+                              spectral=model_cfg.d_spectral_norm, standardise=model_cfg.d_standardise,
+                              high_pass=model_cfg.d_high_pass, quantize=model_cfg.d_quantize)
 
 
 __all__ = ["SRResNet", "PatchDiscriminator", "build_generator", "build_discriminator"]

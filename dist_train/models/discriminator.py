@@ -2,39 +2,110 @@
 
 The original SRGAN flattens a fixed 6x6 map into a dense layer, which ties it to 96 px patches;
 global average pooling before the classifier keeps its receptive field but accepts any size.
+
+A radiograph and its 4x reconstruction differ by one or two gray levels of fine detail on a
+patch whose contrast spans a hundred, so a D fed raw [0, 1] intensities stays at chance. The
+fixed ``DetailInput`` stem hands the first convolution what differs: the patch standardised to
+its own contrast and a high-pass of it in gray levels. Spectral normalisation (as in
+Real-ESRGAN's discriminator) bounds D without batch statistics, which leak the real/fake label
+when HR and SR share a batch.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+GRAY_LEVELS = 255.0
+# HR patches of NIH radiographs have a Laplacian high-pass of about 1.5 gray levels (std), their
+# bicubic reconstructions about 0.2-0.4: two levels per unit puts real detail near 1.
+HIGH_PASS_LEVELS_PER_UNIT = 2.0
+# Flat patches (collimator borders, burnt-out lung) have no contrast to standardise by: below
+# one gray level of spread the patch is only centred.
+STD_FLOOR = 1.0 / GRAY_LEVELS
 
 
-def _block(in_ch: int, out_ch: int, stride: int, batchnorm: bool) -> list[nn.Module]:
-    layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=not batchnorm)]
+class DetailInput(nn.Module):
+    """Fixed, parameter-free stem: 8-bit levels, then [standardised patch, high-pass] channels.
+
+    ``quantize`` rounds the input to the 8-bit grid HR PNGs live on (straight-through, so G still
+    gets a gradient): without it D can tell SR from HR by its off-grid values alone, a shortcut
+    that says nothing about detail. The stem runs in fp32 because bf16 cannot hold one gray level
+    near white (its step there is 1/256 of full scale).
+    """
+
+    def __init__(self, standardise: bool = True, high_pass: bool = True, quantize: bool = True):
+        super().__init__()
+        self.standardise, self.high_pass, self.quantize = standardise, high_pass, quantize
+        laplacian = torch.tensor([[0.0, -0.25, 0.0], [-0.25, 1.0, -0.25], [0.0, -0.25, 0.0]])
+        self.register_buffer("laplacian", laplacian.view(1, 1, 3, 3), persistent=False)
+
+    @property
+    def out_channels(self) -> int:
+        return 1 + int(self.high_pass)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(image.device.type, enabled=False):
+            image = image.float()
+            if self.quantize:
+                levels = (image.clamp(0.0, 1.0) * GRAY_LEVELS).round() / GRAY_LEVELS
+                image = image + (levels - image).detach()
+            if self.standardise:
+                mean = image.mean(dim=(-2, -1), keepdim=True)
+                std = image.std(dim=(-2, -1), keepdim=True).clamp_min(STD_FLOOR)
+                channels = [(image - mean) / std]
+            else:
+                channels = [image]
+            if self.high_pass:
+                padded = F.pad(image, (1, 1, 1, 1), mode="replicate")
+                detail = F.conv2d(padded, self.laplacian.float()) * (GRAY_LEVELS / HIGH_PASS_LEVELS_PER_UNIT)
+                channels.append(detail)
+            return torch.cat(channels, dim=1)
+
+
+def _block(in_ch: int, out_ch: int, stride: int, batchnorm: bool, spectral: bool) -> nn.Sequential:
+    conv = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=not batchnorm)
+    layers: list[nn.Module] = [spectral_norm(conv) if spectral else conv]
     if batchnorm:
         layers.append(nn.BatchNorm2d(out_ch))
     layers.append(nn.LeakyReLU(0.2, inplace=True))
-    return layers
+    return nn.Sequential(*layers)
 
 
 class PatchDiscriminator(nn.Module):
-    """Eight 3x3 convolutions (features x1, x2, x4, x8, stride 2 every second) then a 2-layer head."""
+    """The stem, eight 3x3 convolutions (features x1, x2, x4, x8, stride 2 every second), a 2-layer head.
 
-    def __init__(self, features: int = 64, batchnorm: bool = False):
+    ``forward_with_features`` also returns every block's activation, for the feature-matching
+    term (pix2pixHD) of the generator.
+    """
+
+    def __init__(self, features: int = 64, batchnorm: bool = False, spectral: bool = True,
+                 standardise: bool = True, high_pass: bool = True, quantize: bool = True):
         super().__init__()
+        self.stem = DetailInput(standardise, high_pass, quantize)
         widths = [features, features, features * 2, features * 2, features * 4, features * 4,
                   features * 8, features * 8]
-        layers: list[nn.Module] = [nn.Conv2d(1, features, 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+        # the first block never has BatchNorm: normalising the stem's output would undo it
+        blocks = [_block(self.stem.out_channels, features, 1, batchnorm=False, spectral=spectral)]
         for index in range(1, len(widths)):
-            layers += _block(widths[index - 1], widths[index], stride=2 if index % 2 else 1,
-                             batchnorm=batchnorm)
-        self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-            nn.Linear(features * 8, features * 16), nn.LeakyReLU(0.2, inplace=True),
-            nn.Linear(features * 16, 1),
-        )
+            blocks.append(_block(widths[index - 1], widths[index], stride=2 if index % 2 else 1,
+                                 batchnorm=batchnorm, spectral=spectral))
+        self.features = nn.Sequential(*blocks)
+        hidden, logit = nn.Linear(features * 8, features * 16), nn.Linear(features * 16, 1)
+        if spectral:
+            hidden, logit = spectral_norm(hidden), spectral_norm(logit)
+        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), hidden,
+                                        nn.LeakyReLU(0.2, inplace=True), logit)
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits ``N x 1`` and the activation of every convolution block, shallow to deep."""
+        activations, hidden = [], self.stem(x)
+        for block in self.features:
+            hidden = block(hidden)
+            activations.append(hidden)
+        return self.classifier(hidden), activations
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of shape ``N x 1`` (no sigmoid: the losses use BCE with logits)."""
-        return self.classifier(self.features(x))
+        return self.classifier(self.features(self.stem(x)))
