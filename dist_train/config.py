@@ -115,6 +115,13 @@ class DataConfig:
     val_crop_px: int = 0  # centre crop of validation images; 0 = whole image
     val_count: int = 8  # backend=folder: images held out for validation (the last by name)
     val_max_images: int = 0  # cap on validation images per evaluation; 0 = all
+    # Random patches cut from each decoded training image (each with its own crop and symmetry).
+    # Decoding a 1024 px PNG costs 7-9 ms of CPU, cutting and degrading a 384 px patch well under
+    # 1 ms (benchmarks/RESULTS.md), so below k = 16 decoding still dominates; a batch of 16 then
+    # mixes patches of ~10 of the group's 16 images.
+    patches_per_image: int = 16
+    cache: str = "none"  # none | decoded: keep the decoded train split in memory, decode once
+    cache_max_mb: int = 4096  # data.cache=decoded refuses a split larger than this
 
     def __post_init__(self):
         _one_of(self.backend, ("folder", "torch", "dali"), "data.backend")
@@ -123,6 +130,9 @@ class DataConfig:
         _require(self.batch_size >= 1, "data.batch_size", "must be >= 1")
         _require(self.workers >= 0, "data.workers", "must be >= 0")
         _require(self.val_crop_px >= 0, "data.val_crop_px", "must be >= 0 (0 = whole images)")
+        _require(self.patches_per_image >= 1, "data.patches_per_image", "must be >= 1 (1 = one patch per decode)")
+        _one_of(self.cache, ("none", "decoded"), "data.cache")
+        _require(self.cache_max_mb >= 1, "data.cache_max_mb", "must be >= 1 MB")
 
 
 @dataclass
@@ -137,11 +147,6 @@ class TrainConfig:
     ckpt_every: int = 500
     keep_ckpts: int = 3
     log_every: int = 10
-    # Random patches cut from each decoded training image (each with its own crop and symmetry);
-    # decoding the 1024 px PNG is most of a patch's CPU cost, so k patches share one decode.
-    patches_per_image: int = 8
-    cache: str = "none"  # none | decoded: keep the decoded train split in memory, decode once
-    cache_max_mb: int = 4096  # data.cache=decoded refuses a split larger than this
     seed: int = 0
     max_bad_steps: int = 20  # consecutive non-finite losses before the run stops
 
@@ -150,9 +155,6 @@ class TrainConfig:
         _one_of(self.precision, ("fp32", "bf16", "fp16"), "train.precision")
         _require(self.pretrain_steps >= 0 and self.gan_steps >= 0, "train.pretrain_steps/gan_steps",
                  "step counts must be >= 0")
-        _require(self.patches_per_image >= 1, "data.patches_per_image", "must be >= 1 (1 = one patch per decode)")
-        _one_of(self.cache, ("none", "decoded"), "data.cache")
-        _require(self.cache_max_mb >= 1, "data.cache_max_mb", "must be >= 1 MB")
         _require(self.pretrain_steps + self.gan_steps > 0, "train.pretrain_steps",
                  "nothing to train: give pretrain_steps or gan_steps > 0")
         _require(0 <= self.ema_decay < 1, "train.ema_decay", "must be in [0, 1)")
