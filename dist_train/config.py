@@ -31,6 +31,7 @@ def _one_of(value: Any, allowed: tuple, field_name: str) -> None:
 
 @dataclass
 class ModelConfig:
+    arch: str = "srresnet"  # srresnet (SRGAN's generator) | compact (CompactSR: every conv at LR, for CPUs)
     scale: int = 4
     features: int = 64
     blocks: int = 16
@@ -46,6 +47,10 @@ class ModelConfig:
     d_quantize: bool = True  # D sees 8-bit levels (as HR PNGs are), so off-grid SR values give nothing away
 
     def __post_init__(self):
+        _one_of(self.arch, ("srresnet", "compact"), "model.arch")
+        _require(self.arch == "srresnet" or (self.global_residual and not self.batchnorm), "model.arch",
+                 "compact always predicts a residual over bicubic and has no BatchNorm; "
+                 "leave model.global_residual/batchnorm at their defaults")
         _one_of(self.scale, (2, 4, 8), "model.scale")
         _require(self.features >= 1, "model.features", "must be a positive number of channels")
         _require(self.blocks >= 1, "model.blocks", "must be at least 1 residual block")
@@ -139,7 +144,7 @@ class DataConfig:
 class TrainConfig:
     out_dir: str = "runs/default"
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 adds one grad scaler per network)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (one grad scaler per network) | auto (bf16 where native)
     pretrain_steps: int = 1000  # PSNR phase: pixel loss only
     gan_steps: int = 1000  # GAN phase after pretraining
     ema_decay: float = 0.999
@@ -152,7 +157,7 @@ class TrainConfig:
 
     def __post_init__(self):
         _one_of(self.device, ("auto", "cpu", "cuda"), "train.device")
-        _one_of(self.precision, ("fp32", "bf16", "fp16"), "train.precision")
+        _one_of(self.precision, ("fp32", "bf16", "fp16", "auto"), "train.precision")
         _require(self.pretrain_steps >= 0 and self.gan_steps >= 0, "train.pretrain_steps/gan_steps",
                  "step counts must be >= 0")
         _require(self.pretrain_steps + self.gan_steps > 0, "train.pretrain_steps",

@@ -1,10 +1,17 @@
-"""The two SRGAN networks and their builders from config."""
+"""The SRGAN networks and their builders from config: two generators (``model.arch``) and D."""
+from torch import nn
+
+from dist_train.models.compact import CompactSR
 from dist_train.models.discriminator import PatchDiscriminator
 from dist_train.models.generator import SRResNet
 
+GENERATOR_ARCHS = ("srresnet", "compact")
 
-def build_generator(model_cfg) -> SRResNet:
-    """The generator described by a ``ModelConfig``."""
+
+def build_generator(model_cfg) -> nn.Module:
+    """The generator described by a ``ModelConfig``: SRResNet or the CPU-efficient CompactSR."""
+    if model_cfg.arch == "compact":
+        return CompactSR(scale=model_cfg.scale, features=model_cfg.features, blocks=model_cfg.blocks)
     return SRResNet(scale=model_cfg.scale, features=model_cfg.features, blocks=model_cfg.blocks,
                     batchnorm=model_cfg.batchnorm, global_residual=model_cfg.global_residual)
 
@@ -16,4 +23,5 @@ def build_discriminator(model_cfg) -> PatchDiscriminator:
                               high_pass=model_cfg.d_high_pass, quantize=model_cfg.d_quantize)
 
 
-__all__ = ["SRResNet", "PatchDiscriminator", "build_generator", "build_discriminator"]
+__all__ = ["CompactSR", "SRResNet", "PatchDiscriminator", "GENERATOR_ARCHS", "build_generator",
+           "build_discriminator"]

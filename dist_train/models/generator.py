@@ -67,5 +67,7 @@ class SRResNet(nn.Module):
         features = features + self.trunk(features)
         out = self.tail(self.upsample(features))
         if self.global_residual:
-            out = out + bicubic_upsample(x, self.scale).to(out.dtype)
+            # in float32: under bf16 autocast a bf16 base would round bright pixels to about one
+            # gray level, the size of the detail the residual adds
+            out = out.float() + bicubic_upsample(x.float(), self.scale)
         return out
