@@ -9,6 +9,7 @@ import collections
 import itertools
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -27,7 +28,7 @@ from dist_train.losses import GeneratorLoss, uses_vgg
 from dist_train.metrics import BICUBIC_NAMES, METRIC_NAMES, MODEL_NAMES, MetricAccumulator, evaluate
 from dist_train.models import build_discriminator, build_generator
 from dist_train.perceptual import build_vgg19_features
-from dist_train.precision import Precision
+from dist_train.precision import Precision, resolve_precision
 from dist_train.run_logger import RunLogger
 
 # Preemption (SIGTERM), SLURM's time-limit warning (SIGUSR1), Ctrl-C, a lost terminal and SIGQUIT:
@@ -46,6 +47,8 @@ class Trainer:
     """Builds everything from a Config and trains ``train.total_steps`` steps."""
 
     def __init__(self, cfg: Config, env: DistEnv, feature_net: torch.nn.Module | None = None):
+        # train.precision=auto becomes what this device runs natively, and is saved as such
+        cfg = replace(cfg, train=replace(cfg.train, precision=resolve_precision(cfg.train.precision, env.device)))
         self.cfg, self.env = cfg, env
         self.run_dir = Path(cfg.train.out_dir)
         self.precision = Precision(cfg.train.precision, env.device)
