@@ -48,11 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--batch-sizes", default=None, help="comma list (default: 1,8,32,64,128 on GPU, 1,2 on CPU)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed calls (default 10 GPU, 3 CPU: TorchScript optimises on its first calls)")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls (default 30 GPU, 3 CPU)")
-    parser.add_argument("--methods", default="torchscript,eager,pt2,bicubic_torch,bicubic_pil,bicubic_opencv")
+    parser.add_argument("--methods",
+                        default="torchscript,torchscript_frozen,eager,pt2,bicubic_torch,bicubic_pil,bicubic_opencv")
     parser.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
                         help="NHWC memory format for the models (auto: on for GPU, where convs want it)")
     parser.add_argument("--features", type=int, help="default generator only: override its width")
     parser.add_argument("--blocks", type=int, help="default generator only: override its depth")
+    parser.add_argument("--arch", choices=("srresnet", "compact"), default="srresnet",
+                        help="default generator only: its architecture (model.arch)")
     parser.add_argument("--json", type=Path, help="write JSON here instead of stdout")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     parser.set_defaults(run=run)
@@ -66,7 +69,7 @@ def _models(args: argparse.Namespace, device, dtype, channels_last: bool = False
 
     from dist_train.config import ModelConfig
     from dist_train.models import build_generator
-    from export.torchscript import load_torchscript, script_generator
+    from export.torchscript import freeze_for_inference, load_torchscript, script_generator
     from export.wrapper import ClampedGenerator
 
     if args.model is not None:
@@ -81,6 +84,7 @@ def _models(args: argparse.Namespace, device, dtype, channels_last: bool = False
             config, eager = ModelConfig(scale=int(meta.get("scale", 4))), None
     else:
         overrides = {k: v for k, v in (("features", args.features), ("blocks", args.blocks)) if v}
+        overrides["arch"] = args.arch
         config = ModelConfig(**overrides)
         eager = build_generator(config)
         torch.nn.init.normal_(eager.tail.weight, std=0.01)
@@ -90,6 +94,8 @@ def _models(args: argparse.Namespace, device, dtype, channels_last: bool = False
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     if "torchscript" in wanted:
         models["torchscript"] = scripted.to(device, dtype, memory_format=memory_format).eval()
+    if "torchscript_frozen" in wanted:
+        models["torchscript_frozen"] = freeze_for_inference(scripted.to(device, dtype, memory_format=memory_format))
     if "eager" in wanted and eager is not None:
         models["eager"] = ClampedGenerator(eager, config.scale).to(device, dtype, memory_format=memory_format).eval()
     if "pt2" in wanted and args.pt2 is not None:

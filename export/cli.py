@@ -59,7 +59,7 @@ def _export_targets(out: Path, export_format: str) -> list[tuple[Path, str]]:
 def run_export(args: argparse.Namespace) -> int:
     """Loads the checkpoint, exports, prints the parity summary; 1 on any failure."""
     from dist_train.checkpoint import CheckpointError, load_generator
-    from export.meta import build_meta
+    from export.meta import build_meta, generator_cost
     from export.parity import ParityError, real_inputs
     from export.wrapper import infer_scale
 
@@ -75,9 +75,10 @@ def run_export(args: argparse.Namespace) -> int:
     except ValueError as exc:  # ImageDecodeError: one line naming the file
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    cost = generator_cost(generator)
     for target, export_format in targets:
         meta = build_meta(scale, info["config"]["model"], info["step"], info["metrics"],
-                          weights=info["weights"], export_format=export_format)
+                          weights=info["weights"], export_format=export_format, cost=cost)
         try:
             if export_format == "pt2":
                 from export.pt2 import export_pt2

@@ -127,9 +127,11 @@ def load_exported(path: Path, device: str = "cpu", expected_scale: int | None = 
 
             forward, meta = load_pt2(path, torch_device)
         else:
-            from export.torchscript import load_torchscript
+            from export.torchscript import fastest_cpu_form, load_torchscript
 
             forward, meta = load_torchscript(path, torch_device)
+            if torch_device.type == "cpu":
+                forward, meta["runtime"] = fastest_cpu_form(forward)
     except Exception as exc:  # torch raises RuntimeError/ValueError/... with multi-line text
         raise ModelFileError(path, f"cannot load as an exported model ({_error_line(exc)})") from exc
     scale = meta.get("scale")

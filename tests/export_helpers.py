@@ -25,13 +25,13 @@ def tiny_generator(scale: int = 4, seed: int = 0, features: int = 8, blocks: int
     return generator.eval()
 
 
-def write_fake_run(run_dir: Path, scale: int = 4, step: int = 80) -> SRResNet:
+def write_fake_run(run_dir: Path, scale: int = 4, step: int = 80, arch: str = "srresnet") -> torch.nn.Module:
     """A run folder holding one complete checkpoint in the trainer's format (tiny CPU config).
 
     Training even the tiny config takes about a minute on CI, so the checkpoint is written
     directly; `dist_train.checkpoint.load_generator` is what reads it back.
     """
-    config = load_config(TINY_CONFIG, [f"model.scale={scale}"])
+    config = load_config(TINY_CONFIG, [f"model.scale={scale}", f"model.arch={arch}"])
     torch.manual_seed(step)
     generator = build_generator(config.model)
     torch.nn.init.normal_(generator.tail.weight, std=0.02)
@@ -92,10 +92,10 @@ def export_model(path: Path, generator: torch.nn.Module, scale: int = 4) -> Path
     return path
 
 
-def exported_fake_run(folder: Path, *export_args: str) -> Path:
+def exported_fake_run(folder: Path, *export_args: str, arch: str = "srresnet") -> Path:
     """``cxr-sr export`` of a fresh ``write_fake_run`` under ``folder``; returns ``folder/model.pt``."""
     from launch.cli import main as cxr_sr
 
-    write_fake_run(folder / "run")
+    write_fake_run(folder / "run", arch=arch)
     assert cxr_sr(["export", "--run", str(folder / "run"), "--out", str(folder / "model.pt"), *export_args]) == 0
     return folder / "model.pt"
