@@ -186,3 +186,21 @@ def test_upscale_report_and_outputs_are_written_atomically(tmp_path, monkeypatch
     for name in ("report.json", "report.csv"):
         write_report(tmp_path / name, [ImageResult(input="a.png", notes=["x"])], {"scale": 4})
     assert replaced == ["report.json", "report.csv"]
+
+
+@pytest.mark.parametrize("arch", ["srresnet", "compact"])
+def test_upscale_loads_the_frozen_form_when_it_matches_the_file(tmp_path, arch):
+    """On the CPU `load_exported` runs TorchScript frozen and optimised for inference (the fastest
+    CPU form, benchmarks/RESULTS.md), but only because it matches the file as exported: both
+    generators, random and real-sized inputs."""
+    from export.model_file import load_exported
+    from tests.export_helpers import exported_fake_run
+
+    path = exported_fake_run(tmp_path, arch=arch)
+    plain, _ = load_torchscript(path)
+    model = load_exported(path, "cpu")
+    assert model.meta["runtime"] == "torchscript frozen"
+    assert isinstance(model.forward, torch.jit.ScriptModule) and model.forward is not plain
+    x = torch.rand(2, 1, 40, 36)
+    with torch.inference_mode():
+        assert (model(x) - plain(x)).abs().max() <= 1e-5
