@@ -129,3 +129,18 @@ def test_colour_png_reduced_to_gray_like_python(cpp_binary, exported_run, tmp_pa
     cpp = np.fromfile(tmp_path / "out.f32", np.float32).reshape(64, 48)
     python = module(torch.from_numpy(read_image(tmp_path / "colour.png").to_unit())[None, None])[0, 0].detach().numpy()
     assert np.abs(cpp - python).max() <= 2 / 255
+
+
+def test_compact_generator_runs_in_cpp_like_python(cpp_binary, tmp_path):
+    """CompactSR (the CPU recipe's and the shipped model's architecture) needs nothing new in C++:
+    its raw float output equals Python's."""
+    model_path = exported_fake_run(tmp_path, arch="compact")
+    module, _ = load_torchscript(model_path)
+    lr = smooth_image(24, 20)
+    lr.tofile(tmp_path / "in.f32")
+    result = _run_cpp(cpp_binary, str(model_path), str(tmp_path / "in.f32"), str(tmp_path / "out.f32"),
+                      "--size", "24x20")
+    assert result.returncode == 0, result.stderr
+    cpp = np.fromfile(tmp_path / "out.f32", np.float32).reshape(96, 80)
+    python = module(torch.from_numpy(lr)[None, None])[0, 0].detach().numpy()
+    assert np.abs(cpp - python).max() <= 1e-6
