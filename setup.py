@@ -11,7 +11,9 @@ setup(
     # namespace discovery so that data folders (dist_train/configs, export/cpp, launch/configs)
     # ship as package data
     packages=find_namespace_packages(include=[name for p in PACKAGES for name in (p, p + ".*")]),
-    package_data={"": ["*.yaml", "*.json", "*.txt", "*.cpp", "*.h", "*.sh", "*.sbatch", "*.j2", "CMakeLists.txt"]},
+    # *.pt and MODEL_CARD.md: the shipped default model (export/models) and its card
+    package_data={"": ["*.yaml", "*.json", "*.txt", "*.cpp", "*.h", "*.sh", "*.sbatch", "*.j2", "CMakeLists.txt",
+                       "*.pt", "MODEL_CARD.md"]},
     include_package_data=True,
     install_requires=[
         # torch 2.11 is what the GPU machines ship; 2.14.1 what the CPU machines install.

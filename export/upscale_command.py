@@ -22,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Upscale images with a TorchScript/.pt2 file of `cxr-sr export`. Writes one "
                     "file per input and a per-image report; exit code 1 if any input failed, 2 if "
                     "the model, the options or the output paths are bad.")
-    parser.add_argument("--model", type=Path, required=True, help="exported model (.pt or .pt2)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="exported model (.pt or .pt2); default: the shipped default model "
+                             "(export/models/cxr_sr_x4.pt, see its MODEL_CARD.md)")
     parser.add_argument("-i", "--input", type=Path, nargs="+", required=True, dest="inputs",
                         help="image files and folders (PNG, JPEG, TIFF, DICOM); never written to")
     parser.add_argument("-o", "--out-dir", type=Path, required=True,
@@ -49,8 +51,15 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def resolve_model(model: Path | None) -> Path:
-    """The model file `upscale` loads: the one given with --model."""
-    return Path(model)
+    """The model file `upscale` loads: the one given with --model, else the shipped default
+    (said in one line on stderr)."""
+    if model is not None:
+        return Path(model)
+    from export.default_model import default_model_notice, default_model_path
+
+    path = default_model_path()
+    print(f"cxr-sr upscale: {default_model_notice()}", file=sys.stderr)
+    return path
 
 
 def _summary_line(counts: dict) -> str:
@@ -78,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
                                    max_input_pixels=args.max_input_pixels, progress=not args.no_progress)
         check_output_paths(args.inputs, args.out_dir, report_path)
         model = load_exported(resolve_model(args.model), args.device, expected_scale=args.scale)
-    except (ValueError, ModelFileError) as exc:
+    except (ValueError, ModelFileError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:

@@ -1,6 +1,6 @@
 """``cxr-sr app``: the Streamlit demo app (upload an X-ray, compare LR, bicubic and SR).
 
-    cxr-sr app                                  # http://127.0.0.1:8501, the demo's model
+    cxr-sr app                                  # http://127.0.0.1:8501, the shipped default model
     cxr-sr app --model model.pt --port 8600
 
 Runs ``streamlit run launch/app/streamlit_app.py`` on a loopback address by default, headless,
@@ -19,7 +19,9 @@ APP_SCRIPT = Path(__file__).resolve().parent / "app" / "streamlit_app.py"
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("app", help="the Streamlit demo app", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, help="default TorchScript model (default: runs/demo/model/cxr_sr_x4.pt)")
+    parser.add_argument("--model", type=Path,
+                        help="TorchScript model to start with (default: the shipped default model, "
+                             "export/models/cxr_sr_x4.pt)")
     parser.add_argument("--address", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8501)
     parser.set_defaults(run=run)
@@ -46,8 +48,18 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         print("cxr-sr app: streamlit is not installed: pip install streamlit", file=sys.stderr)
         return 2
+    from export.default_model import default_model_notice, default_model_path
+
+    model = args.model
+    if model is None:
+        try:
+            model = default_model_path()
+        except FileNotFoundError as exc:
+            print(f"cxr-sr app: {exc}", file=sys.stderr)
+            return 2
+        print(f"cxr-sr app: {default_model_notice()}", file=sys.stderr)
     print(f"cxr-sr app: http://{args.address}:{args.port}  (Ctrl-C to stop)", file=sys.stderr, flush=True)
     try:
-        return subprocess.call(streamlit_command(args.address, args.port, args.model))
+        return subprocess.call(streamlit_command(args.address, args.port, model))
     except KeyboardInterrupt:
         return 0

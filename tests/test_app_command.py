@@ -25,10 +25,24 @@ def test_defaults_are_loopback_private_and_quiet():
     assert _option(command, "--browser.gatherUsageStats") == "false"
     assert _option(command, "--client.showErrorDetails") == "false"
     assert int(_option(command, "--server.maxUploadSize")) * 2**20 >= MAX_UPLOAD_BYTES
-    assert "--" not in command  # no model given: the app looks for the demo's
+    assert "--" not in command  # no model: the page lists what it finds
 
 
 def test_model_is_passed_to_the_script_as_an_absolute_path(tmp_path):
     """The page shows the model by its path and lists it beside those under ./runs: one absolute path."""
     command = streamlit_command("127.0.0.1", 8600, Path("model.pt"))
     assert command[-3:] == ["--", "--model", str(Path("model.pt").resolve())]
+
+
+def test_without_model_the_app_starts_on_the_shipped_default_model(monkeypatch, capsys):
+    """A fresh install has no demo run: the app must start on the packaged model and say so."""
+    from export.default_model import DEFAULT_MODEL
+    from launch import app_command
+
+    started = []
+    monkeypatch.setattr(app_command.subprocess, "call", lambda command: started.append(command) or 0)
+    args = build_parser(only="app").parse_args(["app"])
+    assert app_command.run(args) == 0
+    assert started[0][-3:] == ["--", "--model", str(DEFAULT_MODEL)]
+    notice = [line for line in capsys.readouterr().err.splitlines() if "shipped default model" in line]
+    assert len(notice) == 1 and DEFAULT_MODEL.name in notice[0]

@@ -18,7 +18,7 @@ from launch.demo.steps import Step, StepFailed, StepRunner
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STEPS = ("data", "shard", "verify", "holdback", "train", "export", "cpp", "quality-holdback",
-         "quality-radiograph", "throughput", "figures", "report")
+         "quality-radiograph", "quality-default", "throughput", "figures", "report")
 
 
 def _demo(out: Path, *extra: str, timeout_s: int = 900) -> subprocess.CompletedProcess:
@@ -42,6 +42,9 @@ def test_quick_demo_writes_report_with_valid_figures(quick_demo):
         assert f"[{number}/{len(STEPS)}] {name}:" in result.stderr
     report = (out / "report.md").read_text()
     assert "| model (SR) |" in report and "| bicubic |" in report and "RG1_UNCR.dcm" in report
+    # the packaged model is reported on the real radiograph beside the demo's own
+    assert "| RG1_UNCR.dcm (1 img) | shipped default model |" in report
+    assert "| RG1_UNCR.dcm (1 img) | this demo's model |" in report
     linked = re.findall(r"\]\(([^)]+\.png)\)", report)
     assert len(linked) >= 7  # comparison, two loss figures, throughput, consistency, two bench figures
     for relative in linked:

@@ -18,7 +18,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 if str(PROJECT_ROOT) not in sys.path:  # `streamlit run FILE` puts only the file's folder on the path
     sys.path.insert(0, str(PROJECT_ROOT))
 
-DEFAULT_MODEL = Path("runs/demo/model/cxr_sr_x4.pt")
+DEMO_MODEL = Path("runs/demo/model/cxr_sr_x4.pt")
 DIFF_GAIN = 16.0
 LOG = logging.getLogger("cxr_sr.app")
 
@@ -31,10 +31,12 @@ def _arguments() -> argparse.Namespace:
 
 
 def model_choices(default: Path | None) -> list[str]:
-    """The default model first, then TorchScript files found under ./runs."""
+    """The --model file (or the shipped default model) first, then the demo's and other
+    TorchScript files found under ./runs."""
+    from export.default_model import DEFAULT_MODEL
+
     found = [default] if default is not None else []
-    if DEFAULT_MODEL.is_file():
-        found.append(DEFAULT_MODEL)
+    found += [path for path in (DEFAULT_MODEL, DEMO_MODEL) if path.is_file()]
     found += sorted(Path("runs").glob("**/model/*.pt"))[:20] if Path("runs").is_dir() else []
     unique: list[str] = []
     for path in found:
@@ -58,8 +60,8 @@ def sidebar_model(st, default: Path | None):
         if chosen in (None, "another path..."):
             chosen = st.text_input("Path of a TorchScript file from `cxr-sr export`", value="")
         if not chosen:
-            st.warning("No model yet: run `cxr-sr demo` (it exports runs/demo/model/cxr_sr_x4.pt), "
-                       "or give the path of a `cxr-sr export` file.")
+            st.warning("No model: this install lacks the shipped default model; run `cxr-sr demo` (it exports "
+                       "runs/demo/model/cxr_sr_x4.pt), or give the path of a `cxr-sr export` file.")
             return None
         try:
             model = _load_model(chosen, Path(chosen).stat().st_mtime if Path(chosen).exists() else 0.0)

@@ -16,6 +16,8 @@ from launch.demo.steps import Step, StepContext
 
 MODEL_NAME = "cxr_sr_x4.pt"
 RADIOGRAPH_NAME = "RG1_UNCR.dcm"  # a real Philips CR PA chest, MONOCHROME1, 15-bit, from pydicom-data
+# real NIH radiographs beside the project (../shared/realxray), used when present
+SHARED_REALXRAY = Path(__file__).resolve().parents[3] / "shared" / "realxray"
 # LR tile of `bench quality` (its default); the figures upscale with the same, so they show the SR it measured
 QUALITY_TILE_PX = 256
 
@@ -102,6 +104,8 @@ class DemoPipeline:
                  lambda ctx: self.quality(ctx, "holdback")),
             Step("quality-radiograph", f"the same on a real radiograph, {RADIOGRAPH_NAME} via pydicom (bench quality)",
                  lambda ctx: self.quality(ctx, "radiograph")),
+            Step("quality-default", "the shipped default model on the real images, beside the demo's model "
+                 "(bench quality)", self.quality_default),
             Step("throughput", f"images/s of the model vs bicubic, {s.throughput_lr_px} px in (bench throughput)",
                  self.throughput),
             Step("figures", "crops, error maps, loss curves, throughput and consistency figures", self.figures),
@@ -183,6 +187,22 @@ class DemoPipeline:
                        "--json", f"{stem}.json", "--markdown", f"{stem}.md", "--figure", f"{stem}.png"),
                 echo=r"^\| (model|bicubic|lanczos) ")
         ctx.results["json"] = f"{stem}.json"
+
+    def quality_default(self, ctx: StepContext) -> None:
+        """The packaged model (what `upscale` uses without --model) on RG1_UNCR.dcm, and on
+        ../shared/realxray when present with the demo's model beside it."""
+        from export.default_model import default_model_path
+
+        s, p = self.s, self.p
+        runs = [(default_model_path(), "default_radiograph", str(radiograph_path()), s.dicom_crop_px)]
+        if SHARED_REALXRAY.is_dir():
+            runs += [(default_model_path(), "default_realxray", str(SHARED_REALXRAY), 0),
+                     (p.model, "realxray", str(SHARED_REALXRAY), 0)]
+        for model, name, images, crop in runs:
+            ctx.run(cxr_sr("bench", "quality", "--model", str(model), "-i", images, "--crop-px", str(crop),
+                           "--tile", str(QUALITY_TILE_PX), "--json", str(p.bench / f"quality_{name}.json")),
+                    echo=r"^\| (model|bicubic) ")
+        ctx.results["json"] = [str(p.bench / f"quality_{name}.json") for _, name, _, _ in runs]
 
     def throughput(self, ctx: StepContext) -> None:
         s, p = self.s, self.p

@@ -82,6 +82,24 @@ def summary_table(paths: DemoPaths) -> str:
     return markdown_table(columns, rows)
 
 
+def default_model_table(paths: DemoPaths) -> str:
+    """Markdown: the shipped default model beside the demo's model and bicubic, per real dataset."""
+    datasets = [("radiograph", f"{RADIOGRAPH_NAME}"), ("realxray", "../shared/realxray")]
+    rows = []
+    for dataset, label in datasets:
+        default_json = paths.bench / f"quality_default_{dataset}.json"
+        if not default_json.is_file():
+            continue
+        default, demo = _read(default_json), _read(paths.bench / f"quality_{dataset}.json")
+        n = default["summary"]["model"]["psnr_db"]["n"]
+        for name, document, method in (("shipped default model", default, "model"),
+                                       ("this demo's model", demo, "model"), ("bicubic", default, "bicubic"),
+                                       ("lanczos", default, "lanczos")):
+            rows.append([f"{label} ({n} img)", name, _mean(document, method, "psnr_db"),
+                         _mean(document, method, "ssim"), _mean(document, method, "consistency_psnr_db")])
+    return markdown_table(["images", "method", "PSNR dB", "SSIM", "consistency dB"], rows)
+
+
 def _markers(settings: DemoSettings, paths: DemoPaths) -> dict[str, dict[str, Any]]:
     """The completion markers of the steps, in pipeline order."""
     from launch.demo.pipeline import build_steps
@@ -133,6 +151,14 @@ def write_report(settings: DemoSettings, paths: DemoPaths) -> Path:
 Consistency = PSNR between the bicubic downsample of the output and the LR input (higher = the
 output explains its input better). A tiny model trained for minutes on CPU is expected to beat
 bicubic only slightly; the full recipe (`--config default`) is for GPUs.
+
+## The shipped default model
+
+`cxr-sr upscale` and `cxr-sr app` use it when no `--model` is given (export/models/MODEL_CARD.md:
+CompactSR trained on 312 real NIH radiographs), measured here on real images beside the model this
+demo trained on phantoms:
+
+{default_model_table(paths)}
 
 ## Crops and error maps
 
