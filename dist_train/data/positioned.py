@@ -7,6 +7,7 @@ no RNG state to carry.
 """
 from __future__ import annotations
 
+import signal
 from collections import deque
 from typing import Iterator
 
@@ -71,6 +72,17 @@ class TrainPosition:
         self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
 
 
+# The trainer's stop signals (dist_train.trainer.STOP_SIGNALS). Ctrl-C and schedulers signal the
+# whole process group: a loader worker killed by one makes the trainer fail instead of writing its
+# stop checkpoint, so workers ignore them and end when the trainer closes the loader (or dies).
+WORKER_IGNORED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+
+
+def leave_stop_signals_to_the_trainer(_worker_id: int) -> None:
+    for signum in WORKER_IGNORED_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 class PositionedTrainLoader:
     """``TrainLoader`` over ``dataset[(epoch, group)] -> (lr, hr, keys)`` with worker processes.
 
@@ -98,7 +110,8 @@ class PositionedTrainLoader:
         loader = DataLoader(self._dataset, batch_size=None, num_workers=self._workers,
                             sampler=PositionsFrom((self._position.epoch, group), self._groups_per_epoch),
                             prefetch_factor=2 if self._workers else None,
-                            pin_memory=self._device.type == "cuda")
+                            pin_memory=self._device.type == "cuda",
+                            worker_init_fn=leave_stop_signals_to_the_trainer if self._workers else None)
         self._iterator = iter(loader)
         self._next_group(skip)
 
