@@ -53,17 +53,22 @@ def _run_cpp(binary: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=300)
 
 
+def _max_raw_difference(binary: Path, model_path: Path, folder: Path, height: int, width: int) -> float:
+    """Largest |C++ - Python| of the model on one raw float32 image."""
+    module, _ = load_torchscript(model_path)
+    lr = smooth_image(height, width)
+    lr.tofile(folder / "in.f32")
+    result = _run_cpp(binary, str(model_path), str(folder / "in.f32"), str(folder / "out.f32"),
+                      "--size", f"{height}x{width}")
+    assert result.returncode == 0, result.stderr
+    cpp = np.fromfile(folder / "out.f32", np.float32).reshape(4 * height, 4 * width)
+    python = module(torch.from_numpy(lr)[None, None])[0, 0].detach().numpy()
+    return float(np.abs(cpp - python).max())
+
+
 def test_raw_float_output_identical_to_python(cpp_binary, exported_run, tmp_path):
     """On raw float32 input the C++ output equals Python's to float precision (same graph, same kernels)."""
-    module, _ = load_torchscript(exported_run)
-    lr = smooth_image(20, 28)
-    lr.tofile(tmp_path / "in.f32")
-    result = _run_cpp(cpp_binary, str(exported_run), str(tmp_path / "in.f32"), str(tmp_path / "out.f32"),
-                      "--size", "20x28")
-    assert result.returncode == 0, result.stderr
-    cpp = np.fromfile(tmp_path / "out.f32", np.float32).reshape(80, 112)
-    python = module(torch.from_numpy(lr)[None, None])[0, 0].detach().numpy()
-    assert np.abs(cpp - python).max() <= 1e-6
+    assert _max_raw_difference(cpp_binary, exported_run, tmp_path, 20, 28) <= 1e-6
 
 
 def test_png_output_matches_cxr_sr_upscale(cpp_binary, exported_run, realxray_dir, tmp_path):
@@ -135,12 +140,4 @@ def test_compact_generator_runs_in_cpp_like_python(cpp_binary, tmp_path):
     """CompactSR (the CPU recipe's and the shipped model's architecture) needs nothing new in C++:
     its raw float output equals Python's."""
     model_path = exported_fake_run(tmp_path, arch="compact")
-    module, _ = load_torchscript(model_path)
-    lr = smooth_image(24, 20)
-    lr.tofile(tmp_path / "in.f32")
-    result = _run_cpp(cpp_binary, str(model_path), str(tmp_path / "in.f32"), str(tmp_path / "out.f32"),
-                      "--size", "24x20")
-    assert result.returncode == 0, result.stderr
-    cpp = np.fromfile(tmp_path / "out.f32", np.float32).reshape(96, 80)
-    python = module(torch.from_numpy(lr)[None, None])[0, 0].detach().numpy()
-    assert np.abs(cpp - python).max() <= 1e-6
+    assert _max_raw_difference(cpp_binary, model_path, tmp_path, 24, 20) <= 1e-6
