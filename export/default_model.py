@@ -24,4 +24,4 @@ def default_model_path() -> Path:
 def default_model_notice() -> str:
     """The one line said when the default model is used."""
     return (f"no --model given: using the shipped default model {DEFAULT_MODEL.name} "
-            f"(CompactSR x4 trained on 312 NIH radiographs; card: {MODEL_CARD})")
+            f"(CompactSR x4 trained on the 312-image NIH sample; card: {MODEL_CARD})")

@@ -155,7 +155,7 @@ bicubic only slightly; the full recipe (`--config default`) is for GPUs.
 ## The shipped default model
 
 `cxr-sr upscale` and `cxr-sr app` use it when no `--model` is given (export/models/MODEL_CARD.md:
-CompactSR trained on 312 real NIH radiographs), measured here on {settings.dicom_crop_px} px centre crops
+CompactSR trained on the 312-image NIH sample), measured here on {settings.dicom_crop_px} px centre crops
 of real images beside the model this demo trained on phantoms:
 
 {default_model_table(paths)}
