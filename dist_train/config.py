@@ -154,6 +154,9 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     max_bad_steps: int = 20  # consecutive non-finite losses before the run stops
+    # the generator's starting weights (dist_train/init_generator.py): "" = random, "default" = the
+    # shipped model, or an exported .pt file or a checkpoint folder, e.g. to fine-tune it as a GAN
+    init_generator: str = ""
 
     def __post_init__(self):
         _one_of(self.device, ("auto", "cpu", "cuda"), "train.device")

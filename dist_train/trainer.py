@@ -24,6 +24,7 @@ from dist_train.degradation import bicubic_upsample
 from dist_train.distributed import DistEnv
 from dist_train.ema import EMA
 from dist_train.gan_step import ChanceWatch, train_step
+from dist_train.init_generator import initial_generator_state
 from dist_train.losses import GeneratorLoss, uses_vgg
 from dist_train.metrics import BICUBIC_NAMES, METRIC_NAMES, MODEL_NAMES, MetricAccumulator, evaluate
 from dist_train.models import build_discriminator, build_generator
@@ -54,6 +55,10 @@ class Trainer:
         self.precision = Precision(cfg.train.precision, env.device)
         distributed.seed_everything(cfg.train.seed, rank=0)  # identical initial weights on every rank
         generator, discriminator = build_generator(cfg.model), build_discriminator(cfg.model)
+        initialised_from = None
+        if cfg.train.init_generator:
+            state, initialised_from = initial_generator_state(cfg.train.init_generator, cfg.model)
+            generator.load_state_dict(state)
         distributed.seed_everything(cfg.train.seed, rank=env.rank)
         self.backend = build_backend(cfg, env, self.precision)
         self.backend.wrap(generator, discriminator)
@@ -65,6 +70,8 @@ class Trainer:
         self.train_batches = build_train_loader(cfg, env.rank, env.world_size, env.device)
         self.val_batches = build_val_loader(cfg, env.rank, env.world_size, env.device)
         self.logger = RunLogger(self.run_dir, env.is_main)
+        if initialised_from is not None:
+            self.logger.console(f"generator initialised from {initialised_from} (train.init_generator)")
         self.step = 0
         self.bad_steps = {"total": 0, "consecutive": 0}
         self.metrics: dict[str, float] = {}
