@@ -59,11 +59,11 @@ def lr_u8_of(hr_u8: np.ndarray, scale: int, chunk: int) -> np.ndarray:
     LR lies on the 8-bit grid (docs/contracts.md §3), so uint8 holds it exactly; computed ``chunk``
     patches at a time so that the float copies stay the size of one batch.
     """
-    parts = []
+    lr = torch.empty((len(hr_u8), 1, hr_u8.shape[1] // scale, hr_u8.shape[2] // scale), dtype=torch.uint8)
     for start in range(0, len(hr_u8), chunk):
         hr = torch.from_numpy(hr_u8[start:start + chunk]).unsqueeze(1).float().div_(255.0)
-        parts.append(downsample(hr, scale).mul_(255.0).round_().to(torch.uint8))
-    return torch.cat(parts).numpy()
+        lr[start:start + chunk] = downsample(hr, scale).mul_(255.0).round_()
+    return lr.numpy()
 
 
 class PositionedBatches(Dataset):
@@ -86,7 +86,9 @@ class PositionedBatches(Dataset):
         augments = sampling.group_augments(seed, self._rank, epoch, group, data.batch_size, k)
         order = sampling.group_patch_order(seed, self._rank, epoch, group, data.batch_size, k, self._shuffle)
         images = [self._source.image(i) for i in indices]
-        hr = np.stack([augment_patch(images[p // k], augments[p], data.patch_px) for p in order])
+        hr = np.empty((len(order), data.patch_px, data.patch_px), dtype=np.uint8)
+        for slot, p in enumerate(order):
+            augment_patch(images[p // k], augments[p], data.patch_px, out=hr[slot])
         lr = lr_u8_of(hr, self._cfg.model.scale, data.batch_size)
         keys = [self._source.key(indices[p // k]) for p in order]
         return torch.from_numpy(lr), torch.from_numpy(hr[:, None]), keys

@@ -30,8 +30,9 @@ def decode_gray8(png: bytes) -> np.ndarray:
         return np.asarray(image.convert("L"), dtype=np.uint8)
 
 
-def augment_patch(image: np.ndarray, augment: Augment, patch_px: int) -> np.ndarray:
-    """The training patch: crop chosen by ``augment``, then transpose, then flips."""
+def augment_patch(image: np.ndarray, augment: Augment, patch_px: int, out: np.ndarray | None = None) -> np.ndarray:
+    """The training patch: crop chosen by ``augment``, then transpose, then flips; written into
+    ``out`` (``patch_px x patch_px`` uint8, e.g. a slot of the batch) when given, else a new array."""
     height, width = image.shape
     top = crop_anchor(augment.crop_y, height, patch_px)
     left = crop_anchor(augment.crop_x, width, patch_px)
@@ -42,7 +43,10 @@ def augment_patch(image: np.ndarray, augment: Augment, patch_px: int) -> np.ndar
         patch = patch[:, ::-1]
     if augment.flip_v:
         patch = patch[::-1, :]
-    return np.ascontiguousarray(patch)
+    if out is None:
+        return np.ascontiguousarray(patch)
+    out[...] = patch
+    return out
 
 
 def val_box(height: int, width: int, crop_px: int, scale: int) -> tuple[int, int, int, int]:
