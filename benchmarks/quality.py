@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-METHODS = ("model", "bicubic", "lanczos")
+BASELINES = ("bicubic", "lanczos")
 FIGURES = ("psnr_db", "ssim", "consistency_psnr_db", "hf_energy_ratio")
 # two-sided 95% Student-t quantiles for 1..30 degrees of freedom; 1.96 beyond
 _T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
@@ -27,7 +27,10 @@ _T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("quality", help="PSNR/SSIM/consistency of the model vs bicubic and lanczos",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True, help="TorchScript or .pt2 file of `cxr-sr export`")
+    parser.add_argument("--model", type=Path, nargs="+", required=True,
+                        help="TorchScript or .pt2 file(s) of `cxr-sr export`; several are measured side by side")
+    parser.add_argument("--label", nargs="+",
+                        help="one name per --model for the tables (default: 'model' for one, else the file stems)")
     parser.add_argument("-i", "--images", type=Path, nargs="+", required=True, help="HR PNG/DICOM files or folders")
     parser.add_argument("--limit", type=int, default=0, help="use the first N images (0 = all)")
     parser.add_argument("--crop-px", type=int, default=1024, help="HR centre crop side (0 = whole image)")
@@ -95,8 +98,11 @@ def evaluate_images(args: argparse.Namespace, failed: list[str] | None = None) -
     from export.inputs import collect_inputs
     from export.model_file import ModelOutputError, ModelRunError, load_exported
 
-    model = load_exported(args.model, args.device)
-    scale = model.scale
+    models = {label: load_exported(path, args.device) for label, path in zip(model_labels(args), args.model)}
+    scales = {model.scale for model in models.values()}
+    if len(scales) > 1:
+        raise ValueError(f"the models have different scales {sorted(scales)}: compare models of one scale")
+    scale = scales.pop()
     paths = collect_inputs(args.images)
     paths = paths[: args.limit] if args.limit else paths
     rows, kept = [], []
@@ -108,8 +114,10 @@ def evaluate_images(args: argparse.Namespace, failed: list[str] | None = None) -
                                  f"at least {8 * scale} px per side needed")
             hr = hr[None, None]
             lr = downsample(hr, scale)
-            restored = _restore(model, lr, scale, args.tile)
-            model.check_output(restored)
+            restored = {}
+            for label, model in models.items():
+                restored[label] = _restore(model, lr, scale, args.tile)
+                model.check_output(restored[label])
         except (ValueError, ModelRunError, ModelOutputError, MemoryError) as exc:
             message = str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}"
             print(f"error: {message}", file=sys.stderr)
@@ -117,8 +125,7 @@ def evaluate_images(args: argparse.Namespace, failed: list[str] | None = None) -
                 failed.append(message)
             continue
         height, width = hr.shape[-2:]
-        outputs = {"model": restored,
-                   "bicubic": bicubic_upsample(lr, scale).clamp(0, 1), "lanczos": _lanczos(lr, scale)}
+        outputs = restored | {"bicubic": bicubic_upsample(lr, scale).clamp(0, 1), "lanczos": _lanczos(lr, scale)}
         row: dict[str, Any] = {"image": str(path), "hr_size": f"{width}x{height}"}
         for method, sr in outputs.items():
             row[method] = {"psnr_db": float(psnr_per_image(sr, hr, scale)[0]),
@@ -131,9 +138,26 @@ def evaluate_images(args: argparse.Namespace, failed: list[str] | None = None) -
     return rows, kept
 
 
+def model_labels(args: argparse.Namespace) -> list[str]:
+    """The table name of each ``--model``: ``--label``, else "model" for one file, else file stems."""
+    if args.label:
+        if len(args.label) != len(args.model) or len(set(args.label)) != len(args.label):
+            raise ValueError(f"--label: give {len(args.model)} distinct names, one per --model")
+        if set(args.label) & set(BASELINES):
+            raise ValueError(f"--label: {', '.join(BASELINES)} name the baselines; choose other names")
+        return list(args.label)
+    if len(args.model) == 1:
+        return ["model"]
+    stems = [path.stem for path in args.model]
+    if len(set(stems)) != len(stems):
+        raise ValueError("--model: two files share a name; give --label NAME for each")
+    return stems
+
+
 def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float | None]]]:
+    methods = [key for key in rows[0] if isinstance(rows[0][key], dict)]  # the models, then the baselines
     return {method: {figure: mean_interval([r[method][figure] for r in rows]) for figure in FIGURES}
-            for method in METHODS}
+            for method in methods}
 
 
 def table(summary: dict[str, Any]) -> str:
@@ -168,7 +192,9 @@ def run(args: argparse.Namespace) -> int:
               + (f" ({len(failed)} failed)" if failed else ""), file=sys.stderr)
         return 1
     summary = summarise(rows)
-    document = {"header": header(), "settings": {"model": str(args.model), "crop_px": args.crop_px,
+    models = {label: str(path) for label, path in zip(model_labels(args), args.model)}
+    document = {"header": header(), "settings": {"model": models if len(models) > 1 else str(args.model[0]),
+                                                 "crop_px": args.crop_px,
                                                  "protocol": "docs/contracts.md §5"},
                 "summary": summary, "images": rows}
     if args.figure is not None:

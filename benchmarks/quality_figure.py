@@ -24,10 +24,12 @@ def most_detailed_crop(hr: np.ndarray, size: int) -> tuple[int, int]:
 
 
 def write_figure(path: Path, kept: list[tuple]) -> None:
-    """One row per image: HR, bicubic, lanczos, model crops, then |error| x8 for each method."""
+    """One row per image: HR, bicubic, lanczos, each model's crop, then |error| x8 for each method."""
     from PIL import Image, ImageDraw
 
-    methods = ("bicubic", "lanczos", "model")
+    first_outputs = kept[0][2]
+    methods = [m for m in ("bicubic", "lanczos") if m in first_outputs]
+    methods += [m for m in first_outputs if m not in methods]
     labels = ["HR", *methods, *(f"|{m} - HR| x{ERROR_GAIN:g}" for m in methods)]
     size, label_px = CROP_PX, 14
     canvas = Image.new("L", (size * len(labels), (size + label_px) * len(kept)), 0)

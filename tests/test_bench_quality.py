@@ -50,6 +50,32 @@ def test_quality_document_table_and_figure(toy_model, tmp_path, capsys):
     assert "Command:" in (tmp_path / "q.md").read_text()
 
 
+def test_several_models_side_by_side_share_the_baselines_and_the_figure(toy_model, tmp_path, capsys):
+    """Two models: one row each in the table, both in every image's figures and in the figure."""
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    write_png(folder / "0.png", smooth_image(64, 72, seed=0))
+    out = tmp_path / "quality.json"
+    assert cxr_sr(["bench", "quality", "--model", str(toy_model), str(toy_model), "--label", "psnr", "gan",
+                   "-i", str(folder), "--crop-px", "0", "--json", str(out), "--figure", str(tmp_path / "q.png")]) == 0
+    assert "| psnr |" in capsys.readouterr().err
+    document = json.loads(out.read_text())
+    assert list(document["summary"]) == ["psnr", "gan", "bicubic", "lanczos"]
+    assert document["settings"]["model"] == {"psnr": str(toy_model), "gan": str(toy_model)}
+    assert document["images"][0]["psnr"] == document["images"][0]["gan"]  # the same file twice
+    assert Image.open(tmp_path / "q.png").size[0] == 9 * 192  # HR, 4 methods, 4 error maps
+
+
+@pytest.mark.parametrize("labels, message", [(["one"], "give 2 distinct names"),
+                                             (["a", "bicubic"], "name the baselines")])
+def test_labels_that_do_not_fit_the_models_are_one_line(toy_model, tmp_path, capsys, labels, message):
+    write_png(tmp_path / "0.png", smooth_image(64, 72, seed=0))
+    assert cxr_sr(["bench", "quality", "--model", str(toy_model), str(toy_model), "--label", *labels,
+                   "-i", str(tmp_path / "0.png"), "--crop-px", "0"]) == 1
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and message in errors[0]
+
+
 def test_throughput_document_has_every_method_and_ratios(toy_model, tmp_path):
     """Structure only (timings are not tested): each method at each batch, best batch, ratios."""
     out = tmp_path / "throughput.json"
