@@ -16,8 +16,8 @@ import torch
 
 from dist_train import distributed
 from dist_train.backends import build_backend
-from dist_train.checkpoint import (TRAINER_FILE, CheckpointError, latest_checkpoint, load_file, save_checkpoint,
-                                   torch_save_atomic)
+from dist_train.checkpoint import (TRAINER_FILE, CheckpointError, DamagedCheckpoint, checkpoint_dir,
+                                   complete_checkpoints, load_file, save_checkpoint, set_aside, torch_save_atomic)
 from dist_train.config import Config, config_to_plain, save_config
 from dist_train.data import build_train_loader, build_val_loader
 from dist_train.degradation import bicubic_upsample
@@ -103,12 +103,38 @@ class Trainer:
         return folder
 
     def resume(self, folder: Path | None = None) -> bool:
-        """Continue from ``folder`` or the newest complete checkpoint; False when there is none."""
-        folder = folder or latest_checkpoint(self.run_dir)
-        if folder is None:
-            self.logger.console(f"no checkpoint under {self.run_dir}: starting from step 0")
-            self.logger.forget_after(self.step)
-            return False
+        """Continue from ``folder``, or else from the newest complete checkpoint every rank can read.
+
+        Without ``folder``, a checkpoint with a damaged file on any rank is renamed
+        ``step_N.unreadable`` and the one before it is tried, so an automatic restart never loops
+        on it. Returns False when there is no checkpoint (the run starts from step 0).
+        """
+        if folder is not None:
+            self._load(folder)
+            self.logger.console(f"resumed from {folder} at step {self.step}")
+            return True
+        candidates = complete_checkpoints(self.run_dir)[::-1]
+        for candidate in candidates:
+            damage = None
+            try:
+                self._load(candidate)
+            except DamagedCheckpoint as err:
+                damage = err
+            if not distributed.any_rank(damage is not None, self.env.device):
+                self.logger.console(f"resumed from {candidate} at step {self.step}")
+                return True
+            self.logger.console(f"cannot resume from {candidate}: {damage or 'a file of another rank is damaged'}; "
+                                f"set aside as {candidate.name}.unreadable, trying the checkpoint before it")
+            if self.env.is_main:
+                set_aside(candidate)
+        if candidates:  # what the failed loads left behind must not train: a restart starts clean
+            raise CheckpointError(f"{checkpoint_dir(self.run_dir)}: every checkpoint is damaged (set aside as "
+                                  "*.unreadable); run again to start from step 0")
+        self.logger.console(f"no checkpoint under {self.run_dir}: starting from step 0")
+        self.logger.forget_after(self.step)
+        return False
+
+    def _load(self, folder: Path) -> None:
         state = load_file(folder / TRAINER_FILE, _TRAINER_KEYS)
         if state["config"]["model"] != config_to_plain(self.cfg)["model"]:
             raise CheckpointError(f"{folder}: saved with another model config; resume with the same model.*")
@@ -119,8 +145,6 @@ class Trainer:
         self.train_batches.load_state_dict(rank_state["data"])
         distributed.set_rng_state(rank_state["rng"])
         self.logger.forget_after(self.step)
-        self.logger.console(f"resumed from {folder} at step {self.step}")
-        return True
 
     # ----- validation -------------------------------------------------------------------------
     @torch.no_grad()
@@ -193,14 +217,17 @@ class Trainer:
                 if self.step % cfg.log_every == 0:
                     elapsed = time.perf_counter() - window_start
                     patches = cfg.log_every * lr_batch.shape[0] * self.env.world_size
-                    self.logger.scalars(self.step, outcome.losses | {
+                    interval = itertools.islice(reversed(self.loss_history), cfg.log_every)
+                    accuracies = [s["d_accuracy"] for s in interval if "d_accuracy" in s]
+                    # one batch's accuracy moves by 1/16ths; the interval's mean is the trend to watch
+                    d_trend = {"d_accuracy_interval": sum(accuracies) / len(accuracies)} if accuracies else {}
+                    self.logger.scalars(self.step, outcome.losses | d_trend | {
                         "lr_g": self.backend.learning_rate("g"), "lr_d": self.backend.learning_rate("d"),
                         "patches_per_s": patches / elapsed, "data_wait_fraction": wait_s / elapsed}, "train")
                     self.logger.console(f"step {self.step}/{cfg.total_steps} [{self._phase(self.step - 1)}] "
                                         + " ".join(f"{k}={v:.4g}" for k, v in outcome.losses.items()))
                     window_start, wait_s = time.perf_counter(), 0.0
-                    interval = itertools.islice(reversed(self.loss_history), cfg.log_every)
-                    warning = self.d_chance.update([s["d_accuracy"] for s in interval if "d_accuracy" in s])
+                    warning = self.d_chance.update(accuracies)
                     if warning:
                         self.logger.console(warning)
                 if self.step % cfg.val_every == 0 or self.step == cfg.total_steps:

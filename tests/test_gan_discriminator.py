@@ -148,5 +148,6 @@ def test_trainer_logs_d_accuracy_and_gap_and_warns_when_d_is_at_chance(synth_ima
     assert sorted(scalars["train/d_accuracy"]) == [2, 3, 4, 5]
     assert all(0.0 <= v <= 1.0 for v in scalars["train/d_accuracy"].values())
     assert set(scalars["train/d_logit_gap"]) == {2, 3, 4, 5}
+    assert scalars["train/d_accuracy_interval"] == scalars["train/d_accuracy"]  # intervals of one step
     log = capfd.readouterr().err
     assert log.count("discriminator has been at chance") == 2  # after GAN intervals 2 and 4
