@@ -30,6 +30,8 @@ def launcher_env(plan: LaunchPlan) -> dict[str, str]:
 def torchrun_command(plan: LaunchPlan, python: str | None = None) -> list[str]:
     """``python -m torch.distributed.run ... -m dist_train ARGS``: standalone on one node, c10d rendezvous on several."""
     command = [python or sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(plan.nproc_per_node)]
+    if plan.max_restarts:
+        command += ["--max_restarts", str(plan.max_restarts)]
     if plan.nnodes == 1 and not plan.rdzv_endpoint:
         command.append("--standalone")  # a private rendezvous on a free port: runs side by side never clash
     else:

@@ -34,6 +34,9 @@ def register(subparsers) -> None:
     parser.add_argument("--rdzv-endpoint", help="HOST:PORT of the rendezvous (multi-node torchrun)")
     parser.add_argument("--rdzv-id", help="rendezvous id shared by all nodes of one run")
     parser.add_argument("--master-port", type=int, help="deepspeed master port")
+    parser.add_argument("--max-restarts", type=int,
+                        help="torchrun/slurm: restart the workers up to N times after a failure, each time "
+                             "resuming from the newest complete checkpoint (implies --resume)")
     parser.add_argument("--hosts", help="deepspeed multi-node: host1:8,host2:8 (written as a hostfile)")
     parser.add_argument("--hostfile", help="deepspeed multi-node: an existing hostfile")
     parser.add_argument("--partition", help="SLURM partition")
@@ -53,7 +56,8 @@ def register(subparsers) -> None:
 def _plan(args: argparse.Namespace):
     flags = {name: getattr(args, name) for name in (
         "launcher", "nproc_per_node", "nnodes", "node_rank", "rdzv_endpoint", "rdzv_id", "master_port",
-        "hostfile", "partition", "account", "time_limit", "gpus_per_node", "cpus_per_task", "config", "resume")}
+        "max_restarts", "hostfile", "partition", "account", "time_limit", "gpus_per_node", "cpus_per_task",
+        "config", "resume")}
     if args.hosts:
         flags["hosts"] = tuple(h for h in args.hosts.split(",") if h)
     plan = build_plan(args.preset, **flags)

@@ -32,6 +32,9 @@ class LaunchPlan:
     rdzv_endpoint: str = ""  # host:port of the rendezvous (multi-node torchrun); "" = standalone
     rdzv_id: str = "cxr-sr"
     master_port: int = 29500  # deepspeed's master port (torchrun picks a free one when standalone)
+    # torchrun restarts every node's workers this many times after a failure; they resume from
+    # the newest complete checkpoint, so a restart implies --resume
+    max_restarts: int = 0
     hosts: tuple[str, ...] = ()  # deepspeed multi-node: "host:slots" entries, written to a hostfile
     hostfile: str = ""  # deepspeed: an existing hostfile instead of hosts
     # SLURM batch script settings
@@ -55,6 +58,10 @@ class LaunchPlan:
         for name in ("nproc_per_node", "nnodes", "cpus_per_task"):
             if getattr(self, name) < 1:
                 raise LaunchError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.max_restarts < 0:
+            raise LaunchError("--max-restarts must be >= 0 (0 = a failure ends the run)")
+        if self.max_restarts and self.launcher == "deepspeed":
+            raise LaunchError("--max-restarts needs --launcher torchrun or slurm (the deepspeed launcher does not restart)")
         if self.gpus_per_node < 0:
             raise LaunchError("--gpus-per-node must be >= 0 (0 = a CPU partition)")
         if not 0 <= self.node_rank < self.nnodes:
@@ -78,7 +85,8 @@ class LaunchPlan:
 
     def train_args(self) -> list[str]:
         """The arguments of ``python -m dist_train`` (the same for every launcher)."""
-        args = ["--config", self.config] + (["--resume"] if self.resume else []) + list(self.overrides)
+        resume = self.resume or self.max_restarts > 0
+        args = ["--config", self.config] + (["--resume"] if resume else []) + list(self.overrides)
         if self.launcher == "deepspeed" and not any(o.startswith("dist.backend=") for o in self.overrides):
             args.append("dist.backend=deepspeed")
         return args

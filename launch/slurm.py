@@ -56,6 +56,7 @@ def slurm_script(plan: LaunchPlan, script_path: Path, log_dir: Path, python: str
         "log_dir": str(log_dir),
         "optional_sbatch_lines": "\n".join(optional),
         "rdzv_port": str(RDZV_PORT),
+        "max_restarts": str(plan.max_restarts),
         "signals": SIGNALS_TO_FORWARD,
         "shutdown_grace_s": str(SHUTDOWN_GRACE_S),
         "env_lines": "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(plan.env.items())),

@@ -45,6 +45,20 @@ def test_multi_node_torchrun_uses_a_c10d_rendezvous():
         LaunchPlan(nnodes=2)
 
 
+def test_max_restarts_makes_torchrun_and_slurm_restart_and_always_resume(tmp_path):
+    """A restarted worker must continue from the newest checkpoint, so --max-restarts implies --resume."""
+    plan = LaunchPlan(nproc_per_node=2, max_restarts=2, overrides=("train.out_dir=x",))
+    assert torchrun_command(plan, python="py") == ["py", "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                                                   "--max_restarts", "2", "--standalone", "-m", "dist_train",
+                                                   "--config", "tiny_cpu", "--resume", "train.out_dir=x"]
+    script = slurm_script(LaunchPlan(launcher="slurm", max_restarts=3), tmp_path / "job.sh", tmp_path)
+    assert "--max_restarts 3" in script
+    with pytest.raises(LaunchError, match="--max-restarts needs --launcher torchrun"):
+        LaunchPlan(launcher="deepspeed", max_restarts=1)
+    with pytest.raises(LaunchError, match="--max-restarts must be >= 0"):
+        LaunchPlan(max_restarts=-1)
+
+
 def test_deepspeed_gets_a_hostfile_and_the_deepspeed_backend():
     plan = LaunchPlan(launcher="deepspeed", nproc_per_node=8, nnodes=2, hosts=("a:8", "b:8"), master_port=1234)
     assert hostfile_text(plan.hosts) == "a slots=8\nb slots=8\n"

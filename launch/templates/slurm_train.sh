@@ -11,6 +11,9 @@
 # through srun and torchrun to every trainer, which writes a checkpoint at the next step boundary
 # and exits 0; the script then requeues the job (`scontrol requeue`), and the requeued job
 # continues from the newest complete checkpoint (the trainer runs with --resume).
+#
+# A failed worker (a crash, a kill, a lost peer) makes torchrun restart the workers of every
+# node, up to {{max_restarts}} times (--max-restarts), each time from the newest complete checkpoint.
 #SBATCH --job-name={{job_name}}
 #SBATCH --nodes={{nnodes}}
 #SBATCH --ntasks-per-node=1
@@ -41,7 +44,7 @@ trap 'forward_stop SIGTERM' TERM
 
 srun --kill-on-bad-exit=1 --ntasks-per-node=1 --cpu-bind=none \
     {{python}} -m torch.distributed.run \
-        --nnodes "$SLURM_NNODES" --nproc_per_node {{nproc_per_node}} \
+        --nnodes "$SLURM_NNODES" --nproc_per_node {{nproc_per_node}} --max_restarts {{max_restarts}} \
         --rdzv_backend c10d --rdzv_endpoint "$head_node:$rdzv_port" --rdzv_id "$SLURM_JOB_ID" \
         -m dist_train {{train_args}} &
 srun_pid=$!
