@@ -9,7 +9,9 @@ import datetime
 import gc
 import os
 import random
+import socket
 import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,7 +60,51 @@ def init_distributed(device_request: str = "auto", comm: str = "auto", timeout_s
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend=_comm_backend(comm, device), timeout=datetime.timedelta(seconds=timeout_s),
                                 device_id=device if device.type == "cuda" else None)
+        _store().set(_NODE_KEY.format(rank=rank), node_name())
     return DistEnv(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
+
+
+_NODE_KEY = "cxr_sr/node/{rank}"
+_ALIVE_KEY = "cxr_sr/alive/{round}/{rank}"
+
+
+def node_name() -> str:
+    """This process's node: torchrun's number for it (GROUP_RANK) and its host name."""
+    group = os.environ.get("GROUP_RANK")
+    return f"node {group} ({socket.gethostname()})" if group is not None else socket.gethostname()
+
+
+def _store() -> dist.Store:
+    return dist.distributed_c10d._get_default_store()
+
+
+def is_peer_failure(err: BaseException) -> bool:
+    """A collective that failed because a peer died or hung (gloo raises plain RuntimeErrors)."""
+    return isinstance(err, dist.DistError) or "/gloo/" in str(err)
+
+
+def unresponsive_ranks(env: DistEnv, grace_s: float) -> str:
+    """After a failed collective: the ranks, with their nodes, that miss a roll call in the store.
+
+    The store outlives the ranks' own connections (under torchrun the first node's agent holds
+    it), so every surviving rank checks in and waits ``grace_s`` for the others; one that never
+    does is dead or hung. Returns a description such as ``rank 1 on node 1 (host)``.
+    """
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")  # a restarted run must not see old answers
+    try:
+        store = _store()
+        store.set_timeout(datetime.timedelta(seconds=max(grace_s, 1.0)))
+        store.set(_ALIVE_KEY.format(round=restart, rank=env.rank), "1")
+        deadline = time.monotonic() + grace_s
+        while True:
+            missing = [r for r in range(env.world_size) if not store.check([_ALIVE_KEY.format(round=restart, rank=r)])]
+            if not missing or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        names = [f"rank {r} on {store.get(_NODE_KEY.format(rank=r)).decode()}" for r in missing]
+    except Exception as err:  # noqa: BLE001 - the store may have gone with the node that held it
+        return f"an unknown peer (the rendezvous store is unreachable too: {type(err).__name__})"
+    return ", ".join(names) or "no rank (every rank answered the roll call)"
 
 
 def ensure_process_group(env: DistEnv, comm: str = "auto", timeout_s: int = 600) -> None:

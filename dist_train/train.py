@@ -9,7 +9,7 @@ import faulthandler
 import sys
 
 from dist_train import distributed
-from dist_train.checkpoint import CheckpointError
+from dist_train.checkpoint import CheckpointError, latest_checkpoint
 from dist_train.config import ConfigError, load_config
 from dist_train.data.shardset import ShardSetError
 from dist_train.perceptual import VGGWeightsMissing
@@ -55,9 +55,25 @@ def run(args: argparse.Namespace) -> int:
             TooManyBadSteps) as err:
         print(f"cxr-sr train: {err}", file=sys.stderr)
         return 1
+    except RuntimeError as err:
+        if not (env.distributed and distributed.is_peer_failure(err)):
+            raise
+        print(f"cxr-sr train: {_lost_peer_message(env, cfg, trainer, err)}", file=sys.stderr, flush=True)
+        return 1
     finally:
         del trainer  # its engines hold communication groups: they must go before the groups do
         distributed.shutdown(wait_for_peers=finished)
+
+
+def _lost_peer_message(env, cfg, trainer, err: Exception) -> str:
+    """One line naming the rank and node that stopped answering and the checkpoint to resume from."""
+    lost = distributed.unresponsive_ranks(env, grace_s=min(5.0, cfg.dist.timeout_s / 4))
+    newest = latest_checkpoint(cfg.train.out_dir)
+    where = f" at step {trainer.step}" if trainer is not None else ""
+    detail = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else type(err).__name__
+    resume = (f"the newest complete checkpoint is {newest}; restart every node with --resume to continue from it"
+              if newest else "there is no complete checkpoint yet; a restart starts from step 0")
+    return f"rank {env.rank} lost contact with {lost}{where} ({detail}); {resume}"
 
 
 def main(argv: list[str] | None = None) -> int:

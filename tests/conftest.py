@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+# the uninterrupted runs of the multi-node and fault tests, one of each per session
+from tests.multinode_runs import multinode_images, one_node_run, two_node_run  # noqa: F401
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT_ROOT.parent / "shared"
 

@@ -145,6 +145,78 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def launch_command(plan, script: str | None = None) -> list[str]:
+    """``launch.commands.torchrun_command(plan)``, running a worker script in place of ``-m dist_train``."""
+    from launch.commands import torchrun_command
+
+    command = torchrun_command(plan)
+    if script is not None:
+        at = command.index("-m", 3)
+        command[at:at + 2] = [str(WORKERS / script)]
+    return command
+
+
+def start_nodes(args: list[str], logs: Path, nnodes: int = 2, script: str | None = None, env: dict | None = None,
+                **plan_fields) -> list[subprocess.Popen]:
+    """``nnodes`` torchrun agents on this machine, one "node" each, meeting at a c10d rendezvous on
+    loopback; ``args`` are the training arguments (``--config NAME ...``), logs ``{logs}{R}.txt``.
+
+    Node 0 starts first and holds the rendezvous store (the others wait until its port answers),
+    as the first node of an allocation does, so killing any other node leaves the store alive.
+    """
+    from launch.commands import launcher_env
+    from launch.plan import LaunchPlan
+
+    port, nodes = free_port(), []
+    resume = "--resume" in args
+    train = [a for a in args if a != "--resume"]
+    for node_rank in range(nnodes):
+        plan = LaunchPlan(nproc_per_node=1, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=f"127.0.0.1:{port}",
+                          config=train[1], overrides=tuple(train[2:]), resume=resume, **plan_fields)
+        node_env = {**(env or process_env()), **launcher_env(plan)}
+        nodes.append(start(launch_command(plan, script), Path(f"{logs}{node_rank}.txt"), env=node_env))
+        if node_rank == 0:
+            wait_for(lambda: port_open(port), 120, "node 0's rendezvous store", Path(f"{logs}0.txt"))
+    return nodes
+
+
+def wait_nodes(nodes: list[subprocess.Popen], timeout_s: float = RUN_TIMEOUT_S) -> list[int]:
+    """Every node's exit code; the whole tree of each is killed if it overruns."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        return [node.wait(timeout=max(1.0, deadline - time.monotonic())) for node in nodes]
+    finally:
+        for node in nodes:
+            kill_tree(node)
+
+
+def trainer_pid(launcher: subprocess.Popen, timeout_s: float = 120) -> int:
+    """The one trainer process below a launcher (torchrun's worker, not torchrun itself)."""
+    def trainers():
+        return [pid for pid in descendants(launcher.pid) if _is_trainer(pid)]
+    wait_for(lambda: len(trainers()) == 1, timeout_s, "the trainer process")
+    return trainers()[0]
+
+
+def _is_trainer(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"torch.distributed.run" not in argv and (b"dist_train" in argv or any(a.endswith(b".py") for a in argv))
+
+
+def process_environ(pid: int) -> dict[str, str]:
+    """The environment a live process started with (RANK, GROUP_RANK, ... of a torchrun worker)."""
+    pairs = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(p.decode(errors="replace").split("=", 1) for p in pairs if b"=" in p)
+
+
 def copy_run(source: Path, target: Path, drop_after_step: int | None = None) -> Path:
     """Copy a run folder, optionally deleting its checkpoints after ``drop_after_step``."""
     shutil.copytree(source, target)
