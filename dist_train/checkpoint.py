@@ -31,6 +31,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used; the message names the folder and the problem."""
 
 
+class DamagedCheckpoint(CheckpointError):
+    """A checkpoint file that is missing or cannot be unpickled (torn, truncated, overwritten)."""
+
+
 def checkpoint_dir(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
@@ -74,7 +78,12 @@ def save_checkpoint(run_dir: Path, step: int, env: DistEnv, keep: int, write: Ca
         shutil.rmtree(partial, ignore_errors=True)  # left by a kill during an earlier write
         partial.mkdir(parents=True)
     distributed.barrier()
-    write(partial)
+    try:
+        write(partial)
+    except OSError as err:  # a full disk or a quota: the folder stays .partial and never counts
+        newest = latest_checkpoint(run_dir)
+        raise CheckpointError(f"{partial}: writing the checkpoint failed ({err.strerror or err}); the newest "
+                              f"complete checkpoint, {newest or 'none'}, is intact: free space and resume") from None
     distributed.barrier()
     if env.is_main:
         _fsync_tree(partial)
@@ -86,6 +95,14 @@ def save_checkpoint(run_dir: Path, step: int, env: DistEnv, keep: int, write: Ca
     return final
 
 
+def set_aside(folder: Path) -> Path:
+    """Rename an unusable checkpoint to ``step_N.unreadable`` (rank 0): resume skips it, nothing is deleted."""
+    target = folder.with_name(folder.name + ".unreadable")
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(folder, target)
+    return target
+
+
 def torch_save_atomic(obj, path: Path) -> None:
     """``torch.save`` to a temporary name, then rename into place."""
     with atomic_open(path) as handle:
@@ -95,11 +112,11 @@ def torch_save_atomic(obj, path: Path) -> None:
 def load_file(path: Path, expected_keys: set[str] | None = None, map_location="cpu") -> dict:
     """Load one checkpoint file; missing or unknown top-level keys are an error."""
     if not path.is_file():
-        raise CheckpointError(f"{path}: missing from the checkpoint")
+        raise DamagedCheckpoint(f"{path}: missing from the checkpoint")
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a damaged file
-        raise CheckpointError(f"{path}: not a readable checkpoint file ({type(err).__name__})") from None
+        raise DamagedCheckpoint(f"{path}: not a readable checkpoint file ({type(err).__name__})") from None
     if expected_keys is not None and set(state) != expected_keys:
         missing, unknown = expected_keys - set(state), set(state) - expected_keys
         raise CheckpointError(f"{path}: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}")
