@@ -80,9 +80,12 @@ def save_checkpoint(run_dir: Path, step: int, env: DistEnv, keep: int, write: Ca
     distributed.barrier()
     try:
         write(partial)
-    except OSError as err:  # a full disk or a quota: the folder stays .partial and never counts
-        newest = latest_checkpoint(run_dir)
-        raise CheckpointError(f"{partial}: writing the checkpoint failed ({err.strerror or err}); the newest "
+    except (OSError, RuntimeError) as err:
+        reason = _write_refused(err)
+        if reason is None:
+            raise
+        newest = latest_checkpoint(run_dir)  # the folder stays .partial and never counts
+        raise CheckpointError(f"{partial}: writing the checkpoint failed ({reason}); the newest "
                               f"complete checkpoint, {newest or 'none'}, is intact: free space and resume") from None
     distributed.barrier()
     if env.is_main:
@@ -93,6 +96,20 @@ def save_checkpoint(run_dir: Path, step: int, env: DistEnv, keep: int, write: Ca
             shutil.rmtree(old, ignore_errors=True)
     distributed.barrier()
     return final
+
+
+def _write_refused(err: BaseException) -> str | None:
+    """Why the file system refused a checkpoint write (a full disk, a quota, a file-size limit), or
+    None for any other failure. ``torch.save`` reports a refused write as a RuntimeError of its zip
+    writer, with the OSError of a file object's ``write`` as its context (none for a path)."""
+    seen = err
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen.strerror or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(err, RuntimeError) and ("inline_container" in str(err) or "iostream error" in str(err)):
+        return "torch.save could not write a file"
+    return None
 
 
 def set_aside(folder: Path) -> Path:

@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from dist_train.backends.base import NETS, TrainBackend
-from dist_train.checkpoint import CheckpointError, load_file
+from dist_train.checkpoint import CheckpointError, load_file, torch_save_atomic
 from dist_train.optim import build_optimizer
 
 STATE_FILE = "networks.pt"
@@ -66,7 +66,7 @@ class DDPBackend(TrainBackend):
                 "optimizer": self.optimizers[net].state_dict(),
                 "scaler": self.scalers[net].state_dict() if self.scalers[net] is not None else None,
             }
-        torch.save(state, folder / STATE_FILE)
+        torch_save_atomic(state, folder / STATE_FILE)  # through a file object: a refused write names its errno
 
     def load(self, folder: Path) -> None:
         if not (folder / STATE_FILE).is_file():
