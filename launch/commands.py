@@ -20,9 +20,22 @@ SIGNALS_TO_FORWARD = ",".join(sig.name for sig in STOP_SIGNALS)
 SHUTDOWN_GRACE_S = 120  # torchrun waits this long for the workers' checkpoint before SIGKILL
 
 
+def restart_env(plan: LaunchPlan) -> dict[str, str]:
+    """What restarted workers need: a store of their own in every restart round.
+
+    By default the workers share the rendezvous agent's store, which lives through restarts, so a
+    restarted worker's gloo setup can read a dead worker's address left from the round before
+    ("connection refused", then a timeout; pytorch/pytorch#135712). Torch prefixes keys with the
+    agent's restart count, which differs between nodes, so no prefix fixes it. With sharing off
+    the first rank hosts a fresh store each round.
+    """
+    return {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"} if plan.max_restarts else {}
+
+
 def launcher_env(plan: LaunchPlan) -> dict[str, str]:
     """Environment additions for the launcher process (inherited by every worker)."""
     env = {"PET_SIGNALS_TO_HANDLE": SIGNALS_TO_FORWARD, "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(SHUTDOWN_GRACE_S)}
+    env.update(restart_env(plan))
     env.update(plan.env)
     return env
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from data_prep.atomic import atomic_open
-from launch.commands import SHUTDOWN_GRACE_S, SIGNALS_TO_FORWARD
+from launch.commands import SHUTDOWN_GRACE_S, SIGNALS_TO_FORWARD, restart_env
 from launch.plan import LaunchError, LaunchPlan
 
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "slurm_train.sh"
@@ -59,7 +59,8 @@ def slurm_script(plan: LaunchPlan, script_path: Path, log_dir: Path, python: str
         "max_restarts": str(plan.max_restarts),
         "signals": SIGNALS_TO_FORWARD,
         "shutdown_grace_s": str(SHUTDOWN_GRACE_S),
-        "env_lines": "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(plan.env.items())),
+        "env_lines": "".join(f"export {k}={shlex.quote(v)}\n"
+                             for k, v in sorted((restart_env(plan) | plan.env).items())),
         "python": shlex.quote(python or sys.executable),
         "train_args": " ".join(shlex.quote(a) for a in train_args),
     }

@@ -17,7 +17,7 @@ import pytest
 
 from dist_train.checkpoint import latest_checkpoint, load_file
 from launch.cli import main as cxr_sr
-from launch.commands import deepspeed_command, hostfile_text, torchrun_command
+from launch.commands import deepspeed_command, hostfile_text, launcher_env, torchrun_command
 from launch.plan import LaunchError, LaunchPlan, build_plan, preset_names
 from launch.slurm import slurm_script
 from tests.dist_helpers import free_port, kill_tree, process_env, start, tail, tiny_args, wait_for, write_tiny_images
@@ -51,8 +51,10 @@ def test_max_restarts_makes_torchrun_and_slurm_restart_and_always_resume(tmp_pat
     assert torchrun_command(plan, python="py") == ["py", "-m", "torch.distributed.run", "--nproc_per_node", "2",
                                                    "--max_restarts", "2", "--standalone", "-m", "dist_train",
                                                    "--config", "tiny_cpu", "--resume", "train.out_dir=x"]
+    assert launcher_env(plan)["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] == "1"  # a fresh store per restart round
+    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE" not in launcher_env(LaunchPlan())
     script = slurm_script(LaunchPlan(launcher="slurm", max_restarts=3), tmp_path / "job.sh", tmp_path)
-    assert "--max_restarts 3" in script
+    assert "--max_restarts 3" in script and "export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1\n" in script
     with pytest.raises(LaunchError, match="--max-restarts needs --launcher torchrun"):
         LaunchPlan(launcher="deepspeed", max_restarts=1)
     with pytest.raises(LaunchError, match="--max-restarts must be >= 0"):

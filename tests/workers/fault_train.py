@@ -13,13 +13,16 @@ the smallest needed to make one fault or one comparison reproducible with real p
   independent source (the folder loader as rank 0 of 1) and keeps its own slice, so runs with
   different process counts see exactly the same samples per step.
 * ``CXR_SR_TEST_SIGNAL_STEPS=R:SIG:S0,S1,...``: rank R sends itself SIG (KILL, TERM, USR1) in
-  step S_i of restart round i (torchrun's TORCHELASTIC_RESTART_COUNT), after the gradients'
-  all-reduce and before the update: a kill -9 or a stop signal at a chosen point of training.
-* ``CXR_SR_TEST_KILL_WRITES=C0/FILE0@F0,C1/FILE1@F1,...``: in restart round i, the process writing
-  FILE_i of checkpoint C_i writes the first fraction F_i of its bytes, syncs them and SIGKILLs itself.
+  step S_i once i faults have fired, after the gradients' all-reduce and before the update: a
+  kill -9 or a stop signal at a chosen point of training, once per restart.
+* ``CXR_SR_TEST_KILL_WRITES=C0/FILE0@F0,C1/FILE1@F1,...``: once i faults have fired, the process
+  writing FILE_i of checkpoint C_i writes the first fraction F_i of its bytes, syncs them and
+  SIGKILLs itself.
 * ``CXR_SR_TEST_FSIZE=C:BYTES``: rank 0 lowers its RLIMIT_FSIZE to BYTES as checkpoint C starts
-  (round 0 only): the kernel then refuses any larger file, as a full disk would.
-* Each injected fault appends one line to ``RUN/faults.txt``.
+  (before any other fault): the kernel then refuses any larger file, as a full disk would.
+* Each injected fault appends one line to ``RUN/faults.txt``, and that file's length is the
+  count of faults fired: torchrun's TORCHELASTIC_RESTART_COUNT cannot be, since each node's agent
+  counts only the failures it saw itself.
 * ``CXR_SR_TEST_GRADIENTS=1``: rank 0 records each network's gradients just before every
   optimizer step (after DDP's all-reduce, before clipping) and writes them to
   ``RUN/gradients.pt`` as ``{step: {net: {name: tensor}}}``.
@@ -46,13 +49,15 @@ _real_torch_save_atomic = trainer_module.torch_save_atomic
 _real_torch_save = torch.save
 
 
-def _restart_round() -> int:
-    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+def _faults_fired(run_dir: Path) -> int:
+    path = run_dir / "faults.txt"
+    return len(path.read_text().splitlines()) if path.is_file() else 0
 
 
 def _record_fault(run_dir: Path, what: str) -> None:
+    fired = _faults_fired(run_dir)
     with open(run_dir / "faults.txt", "a") as handle:  # closed, so on disk before a SIGKILL
-        handle.write(f"round {_restart_round()} rank {os.environ.get('RANK', '0')}: {what}\n")
+        handle.write(f"fault {fired} rank {os.environ.get('RANK', '0')}: {what}\n")
 
 
 class _PoisonedObjective:
@@ -113,8 +118,9 @@ class FaultyTrainer(_RealTrainer):
         if os.environ.get("CXR_SR_TEST_SIGNAL_STEPS"):
             rank, name, steps = os.environ["CXR_SR_TEST_SIGNAL_STEPS"].split(":")
             steps = [int(s) for s in steps.split(",")]
-            if env.rank == int(rank) and _restart_round() < len(steps):
-                self._signal_in_step(steps[_restart_round()], signal.Signals[f"SIG{name}"])
+            fired = _faults_fired(self.run_dir)
+            if env.rank == int(rank) and fired < len(steps):
+                self._signal_in_step(steps[fired], signal.Signals[f"SIG{name}"])
 
     def _signal_in_step(self, step: int, signum: signal.Signals) -> None:
         real_step = self.backend.step
@@ -160,28 +166,28 @@ def _hanging_torch_save_atomic(obj, path):
     _real_torch_save_atomic(obj, path)
 
 
-def _write_fault(path: Path) -> tuple[str, str] | None:
-    """The fault planned for this file of this round: ("kill", fraction) or ("fsize", bytes)."""
+def _write_fault(path: Path, run_dir: Path) -> tuple[str, str] | None:
+    """The fault planned for this file now: ("kill", fraction) or ("fsize", bytes)."""
     folder = next((p for p in path.parents if p.name.endswith(".partial")), None)
     if folder is None:
         return None
-    step = int(folder.name[len("step_"):-len(".partial")])
+    step, fired = int(folder.name[len("step_"):-len(".partial")]), _faults_fired(run_dir)
     kills = os.environ.get("CXR_SR_TEST_KILL_WRITES", "")
-    if kills and _restart_round() < len(kills.split(",")):
-        target, _, fraction = kills.split(",")[_restart_round()].partition("@")
+    if kills and fired < len(kills.split(",")):
+        target, _, fraction = kills.split(",")[fired].partition("@")
         target_step, _, name = target.partition("/")
         if int(target_step) == step and name in path.name:
             return "kill", fraction
     fsize_step, _, limit = os.environ.get("CXR_SR_TEST_FSIZE", "").partition(":")
-    if fsize_step and int(fsize_step) == step and _restart_round() == 0 and os.environ.get("RANK", "0") == "0":
+    if fsize_step and int(fsize_step) == step and fired == 0 and os.environ.get("RANK", "0") == "0":
         return "fsize", limit
     return None
 
 
 def _faulty_torch_save(obj, f, *args, **kwargs):
     path = Path(f.name if hasattr(f, "write") else f)
-    fault = _write_fault(path)
     run_dir = next((p.parent for p in path.parents if p.name == "checkpoints"), path.parent)
+    fault = _write_fault(path, run_dir)
     if fault and fault[0] == "fsize":
         resource.setrlimit(resource.RLIMIT_FSIZE, (int(fault[1]), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
         _record_fault(run_dir, f"RLIMIT_FSIZE {fault[1]} bytes while writing {path.name}")
