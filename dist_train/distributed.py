@@ -87,7 +87,8 @@ def unresponsive_ranks(env: DistEnv, grace_s: float) -> str:
     """After a failed collective: the ranks, with their nodes, that miss a roll call in the store.
 
     The store outlives the ranks' own connections (under torchrun the first node's agent holds
-    it), so every surviving rank checks in and waits ``grace_s`` for the others; one that never
+    it, or rank 0's worker under --max-restarts, launch/commands.py), so every surviving rank
+    checks in and waits ``grace_s`` for the others; one that never
     does is dead or hung. Returns a description such as ``rank 1 on node 1 (host)``.
     """
     restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")  # a restarted run must not see old answers
