@@ -23,8 +23,8 @@ import torch
 from benchmarks.train_bench import read_scalars
 from dist_train.checkpoint import complete_checkpoints, latest_checkpoint, load_file
 from dist_train.config import load_config
-from tests.dist_helpers import (free_port, kill_tree, port_open, process_env, process_environ, start, start_nodes,
-                                tail, tiny_args, trainer_pid, wait_for, wait_nodes)
+from tests.dist_helpers import (free_port, kill_tree, port_open, process_env, process_environ, run, start, start_nodes,
+                                tail, tiny_args, torchrun, trainer_pid, wait_for, wait_nodes)
 from tests.multinode_runs import CHECKPOINT_STEPS, SCHEDULE
 from tests.test_distributed import (GRADIENT_FIRST_STEP_RTOL, TRAJECTORY_TAGS, assert_same_trajectory,
                                     relative_difference)
@@ -95,6 +95,30 @@ def cxr_sr_launch_nodes(args: list[str], logs: Path, *flags: str) -> list:
         if node_rank == 0:
             wait_for(lambda: port_open(port), 120, "node 0's rendezvous store", Path(f"{logs}0.txt"))
     return nodes
+
+
+# ZeRO-2 in bf16 through DeepSpeed's CPU accelerator: 2 PSNR steps, 3 GAN steps, checkpoints at 3 and 5.
+DEEPSPEED_SCHEDULE = ("train.pretrain_steps=2", "train.gan_steps=3", "train.ckpt_every=3", "train.precision=bf16",
+                      "dist.backend=deepspeed", "dist.zero_stage=2")
+DEEPSPEED_FILES = ["bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt", "bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt",
+                   "mp_rank_00_model_states.pt"]
+
+
+def test_deepspeed_zero2_bf16_on_two_nodes_equals_one_node(tmp_path, multinode_images):
+    """The same for DeepSpeed: two nodes give one node's losses, and each engine's checkpoint holds
+    each rank's optimizer partition once and the model states once."""
+    one, two = tmp_path / "one" / "run", tmp_path / "two" / "run"
+    run(torchrun(2, tiny_args(multinode_images, one, *DEEPSPEED_SCHEDULE)), tmp_path / "one.txt")
+    nodes = start_nodes(tiny_args(multinode_images, two, *DEEPSPEED_SCHEDULE), tmp_path / "node")
+    codes = wait_nodes(nodes)
+    assert codes == [0, 0], both_logs(tmp_path / "node")[-4000:]
+    assert_losses_agree(two, one, load_config("tiny_cpu").optim.lr_g)
+    assert [p.name for p in complete_checkpoints(two)] == ["step_00000003", "step_00000005"]
+    for folder in complete_checkpoints(two):
+        for net in ("g", "d"):
+            assert sorted(p.name for p in (folder / f"engine_{net}").iterdir()) == DEEPSPEED_FILES
+        for name in ("rank0.pt", "rank1.pt", "trainer.pt"):
+            load_file(folder / name)
 
 
 def test_max_restarts_resumes_both_nodes_after_kill_9_of_one_worker(tmp_path, multinode_images, two_node_run):
