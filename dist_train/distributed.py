@@ -9,6 +9,7 @@ import datetime
 import gc
 import os
 import random
+import signal
 import socket
 import sys
 import time
@@ -63,6 +64,11 @@ def init_distributed(device_request: str = "auto", comm: str = "auto", timeout_s
         _store().set(_NODE_KEY.format(rank=rank), node_name())
     return DistEnv(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
 
+
+# Preemption (SIGTERM), SLURM's time-limit warning (SIGUSR1), Ctrl-C, a lost terminal and SIGQUIT:
+# the trainer writes a checkpoint and exits 0 on each, loader workers ignore them, and
+# launch/commands.py has torchrun forward exactly these.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
 _NODE_KEY = "cxr_sr/node/{rank}"
 _ALIVE_KEY = "cxr_sr/alive/{round}/{rank}"

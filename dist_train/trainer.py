@@ -21,7 +21,7 @@ from dist_train.checkpoint import (TRAINER_FILE, CheckpointError, DamagedCheckpo
 from dist_train.config import Config, config_to_plain, save_config
 from dist_train.data import build_train_loader, build_val_loader
 from dist_train.degradation import bicubic_upsample
-from dist_train.distributed import DistEnv
+from dist_train.distributed import STOP_SIGNALS, DistEnv
 from dist_train.ema import EMA
 from dist_train.gan_step import ChanceWatch, train_step
 from dist_train.init_generator import initial_generator_state
@@ -32,9 +32,6 @@ from dist_train.perceptual import build_vgg19_features
 from dist_train.precision import Precision, resolve_precision
 from dist_train.run_logger import RunLogger
 
-# Preemption (SIGTERM), SLURM's time-limit warning (SIGUSR1), Ctrl-C, a lost terminal and SIGQUIT:
-# each writes a checkpoint and exits 0. launch/commands.py has torchrun forward exactly these.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 LOSS_HISTORY_STEPS = 10_000
 _TRAINER_KEYS = {"step", "config", "ema", "generator", "bad_steps", "metrics"}
 _RANK_KEYS = {"rng", "data"}

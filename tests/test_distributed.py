@@ -23,8 +23,7 @@ import torch
 
 from benchmarks.train_bench import read_scalars
 from dist_train.checkpoint import complete_checkpoints, latest_checkpoint
-from tests.dist_helpers import (kill_tree, process_env, run, start, tail, tiny_args, torchrun, wait_for, worker_pids,
-                                write_tiny_images)
+from tests.dist_helpers import (kill_tree, process_env, run, start, tail, tiny_args, torchrun, wait_for, worker_pids)
 
 pytestmark = pytest.mark.slow
 # 3 PSNR steps then 5 GAN steps, checkpoints at 3, 6 and 8: resumes land in both phases.
@@ -34,8 +33,8 @@ TRAJECTORY_TAGS = ("train/g_total", "train/g_pixel", "train/d_loss")
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory) -> Path:
-    return write_tiny_images(tmp_path_factory.mktemp("images"))
+def images(multinode_images) -> Path:
+    return multinode_images  # the session's tiny images (tests/multinode_runs.py): read, never written
 
 
 @pytest.fixture(scope="module")

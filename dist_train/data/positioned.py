@@ -14,6 +14,8 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from dist_train.distributed import STOP_SIGNALS
+
 
 class PositionsFrom(Sampler):
     """Every ``(epoch, batch)`` from a starting position onwards, forever."""
@@ -72,10 +74,10 @@ class TrainPosition:
         self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
 
 
-# The trainer's stop signals (dist_train.trainer.STOP_SIGNALS). Ctrl-C and schedulers signal the
-# whole process group: a loader worker killed by one makes the trainer fail instead of writing its
-# stop checkpoint, so workers ignore them and end when the trainer closes the loader (or dies).
-WORKER_IGNORED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+# Ctrl-C and schedulers signal the whole process group: a loader worker killed by one of the
+# trainer's stop signals makes the trainer fail instead of writing its stop checkpoint, so workers
+# ignore them and end when the trainer closes the loader (or dies).
+WORKER_IGNORED_SIGNALS = STOP_SIGNALS
 
 
 def leave_stop_signals_to_the_trainer(_worker_id: int) -> None:
