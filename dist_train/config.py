@@ -45,6 +45,7 @@ class ModelConfig:
     d_standardise: bool = True
     d_high_pass: bool = True
     d_quantize: bool = True  # D sees 8-bit levels (as HR PNGs are), so off-grid SR values give nothing away
+    d_head: str = "pooled"  # pooled: one logit per patch; patch: one per 16 x 16 px cell (PatchGAN)
 
     def __post_init__(self):
         _one_of(self.arch, ("srresnet", "compact"), "model.arch")
@@ -55,6 +56,7 @@ class ModelConfig:
         _require(self.features >= 1, "model.features", "must be a positive number of channels")
         _require(self.blocks >= 1, "model.blocks", "must be at least 1 residual block")
         _require(self.d_features >= 1, "model.d_features", "must be a positive number of channels")
+        _one_of(self.d_head, ("pooled", "patch"), "model.d_head")
 
 
 @dataclass

@@ -97,3 +97,21 @@ def test_discriminator_returns_one_logit_per_image_for_any_patch(patch):
     assert logits.shape == (3, 1)
     # raw logits: the losses apply BCE-with-logits, a sigmoid here would squash them twice
     assert not any(isinstance(m, torch.nn.Sigmoid) for m in discriminator.modules())
+
+
+def test_patch_head_scores_every_8_px_cell_and_trains_through_the_gan_losses():
+    """``model.d_head=patch`` (PatchGAN): one logit per 16 x 16 px cell, and the losses, the
+    relative accuracy and G's gradient work on those maps as on one logit per patch."""
+    from dist_train.gan_step import discriminator_accuracy
+    from dist_train.losses import discriminator_loss, generator_adversarial_loss
+
+    discriminator = PatchDiscriminator(features=4, head="patch")
+    hr, sr = torch.rand(2, 1, 64, 48), torch.rand(2, 1, 64, 48, requires_grad=True)
+    real_logits, fake_logits = discriminator(hr), discriminator(sr)
+    assert real_logits.shape == (2, 1, 4, 3)
+    assert 0.0 <= float(discriminator_accuracy(real_logits, fake_logits)) <= 1.0
+    assert torch.isfinite(discriminator_loss(real_logits, fake_logits, "ragan"))
+    generator_adversarial_loss(fake_logits, real_logits, "ragan").backward()
+    assert sr.grad is not None and sr.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="pooled, patch"):
+        PatchDiscriminator(features=4, head="pixel")

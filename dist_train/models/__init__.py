@@ -20,7 +20,8 @@ def build_discriminator(model_cfg) -> PatchDiscriminator:
     """The discriminator described by a ``ModelConfig``."""
     return PatchDiscriminator(features=model_cfg.d_features, batchnorm=model_cfg.d_batchnorm,
                               spectral=model_cfg.d_spectral_norm, standardise=model_cfg.d_standardise,
-                              high_pass=model_cfg.d_high_pass, quantize=model_cfg.d_quantize)
+                              high_pass=model_cfg.d_high_pass, quantize=model_cfg.d_quantize,
+                              head=model_cfg.d_head)
 
 
 __all__ = ["CompactSR", "SRResNet", "PatchDiscriminator", "GENERATOR_ARCHS", "build_generator",

@@ -1,4 +1,4 @@
-"""SRGAN/VGG-style discriminator returning one logit per image, for any patch size.
+"""SRGAN/VGG-style discriminator returning one logit per patch or per 16 x 16 px cell, for any patch size.
 
 The original SRGAN flattens a fixed 6x6 map into a dense layer, which ties it to 96 px patches;
 global average pooling before the classifier keeps its receptive field but accepts any size.
@@ -73,16 +73,29 @@ def _block(in_ch: int, out_ch: int, stride: int, batchnorm: bool, spectral: bool
     return nn.Sequential(*layers)
 
 
+DISCRIMINATOR_HEADS = ("pooled", "patch")
+
+
 class PatchDiscriminator(nn.Module):
     """The stem, eight 3x3 convolutions (features x1, x2, x4, x8, stride 2 every second), a 2-layer head.
+
+    ``head="pooled"`` averages the last map into one logit per patch (SRGAN with global pooling);
+    ``head="patch"`` scores every location of it (PatchGAN, pix2pix): one logit per 16 x 16 px cell
+    with a receptive field of 63 px, each cell's evidence kept apart. On the CPU GAN recipe the
+    two heads lose to the generator alike when G's learning rate is too high (D's accuracy
+    swings to 0.1-0.3 within 20 steps; benchmarks/RESULTS.md): what keeps D ahead is G's rate,
+    not the head, so the recipes keep the cheaper pooled head.
 
     ``forward_with_features`` also returns every block's activation, for the feature-matching
     term (pix2pixHD) of the generator.
     """
 
     def __init__(self, features: int = 64, batchnorm: bool = False, spectral: bool = True,
-                 standardise: bool = True, high_pass: bool = True, quantize: bool = True):
+                 standardise: bool = True, high_pass: bool = True, quantize: bool = True,
+                 head: str = "pooled"):
         super().__init__()
+        if head not in DISCRIMINATOR_HEADS:
+            raise ValueError(f"discriminator head {head!r}: use one of {', '.join(DISCRIMINATOR_HEADS)}")
         self.stem = DetailInput(standardise, high_pass, quantize)
         widths = [features, features, features * 2, features * 2, features * 4, features * 4,
                   features * 8, features * 8]
@@ -92,14 +105,19 @@ class PatchDiscriminator(nn.Module):
             blocks.append(_block(widths[index - 1], widths[index], stride=2 if index % 2 else 1,
                                  batchnorm=batchnorm, spectral=spectral))
         self.features = nn.Sequential(*blocks)
-        hidden, logit = nn.Linear(features * 8, features * 16), nn.Linear(features * 16, 1)
+        if head == "pooled":
+            hidden, logit = nn.Linear(features * 8, features * 16), nn.Linear(features * 16, 1)
+            reduce: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        else:  # the same two layers as 1x1 convolutions, applied at every cell
+            hidden, logit = nn.Conv2d(features * 8, features * 16, 1), nn.Conv2d(features * 16, 1, 1)
+            reduce = []
         if spectral:
             hidden, logit = spectral_norm(hidden), spectral_norm(logit)
-        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), hidden,
-                                        nn.LeakyReLU(0.2, inplace=True), logit)
+        self.classifier = nn.Sequential(*reduce, hidden, nn.LeakyReLU(0.2, inplace=True), logit)
 
     def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Logits ``N x 1`` and the activation of every convolution block, shallow to deep."""
+        """Logits (``N x 1``, or ``N x 1 x H/16 x W/16`` for the patch head) and the activation of
+        every convolution block, shallow to deep."""
         activations, hidden = [], self.stem(x)
         for block in self.features:
             hidden = block(hidden)
@@ -107,5 +125,5 @@ class PatchDiscriminator(nn.Module):
         return self.classifier(hidden), activations
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of shape ``N x 1`` (no sigmoid: the losses use BCE with logits)."""
+        """Logits, ``N x 1`` or ``N x 1 x H/16 x W/16`` (no sigmoid: the losses use BCE with logits)."""
         return self.classifier(self.features(self.stem(x)))
