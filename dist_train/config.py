@@ -48,7 +48,8 @@ class ModelConfig:
     d_head: str = "pooled"  # pooled: one logit per patch; patch: one per 16 x 16 px cell (PatchGAN)
 
     def __post_init__(self):
-        _one_of(self.arch, ("srresnet", "compact"), "model.arch")
+        from dist_train.models import DISCRIMINATOR_HEADS, GENERATOR_ARCHS
+        _one_of(self.arch, GENERATOR_ARCHS, "model.arch")
         _require(self.arch == "srresnet" or (self.global_residual and not self.batchnorm), "model.arch",
                  "compact always predicts a residual over bicubic and has no BatchNorm; "
                  "leave model.global_residual/batchnorm at their defaults")
@@ -56,7 +57,7 @@ class ModelConfig:
         _require(self.features >= 1, "model.features", "must be a positive number of channels")
         _require(self.blocks >= 1, "model.blocks", "must be at least 1 residual block")
         _require(self.d_features >= 1, "model.d_features", "must be a positive number of channels")
-        _one_of(self.d_head, ("pooled", "patch"), "model.d_head")
+        _one_of(self.d_head, DISCRIMINATOR_HEADS, "model.d_head")
 
 
 @dataclass

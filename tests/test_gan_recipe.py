@@ -22,7 +22,8 @@ CPU = DistEnv(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
 STEPS = 40
 # Floors from measured runs of this test (AMD EPYC, fp32, the recipe's 128 px x 16 patches):
 # HF ratio 0.090 -> 0.136 (seed 0) and -> 0.177 (seed 1), PSNR -0.14 and -0.23 dB, D's lowest
-# interval 0.89 and 0.94. At 96 px x 8 the same 60 steps cost up to 1.15 dB: the recipe's batch is kept.
+# interval 0.89 and 0.94. At 96 px x 8, 60 steps cost seed 0 1.15 dB: the test keeps the recipe's
+# patches and batch.
 HF_GAIN_FLOOR = 0.02
 # Every logging interval, not only the first: with lr_g 1e-4 G overtook D within 10-20 steps and
 # D's interval means fell to 0.1-0.4 (benchmarks/RESULTS.md, GAN recipe section).

@@ -99,7 +99,7 @@ def test_discriminator_returns_one_logit_per_image_for_any_patch(patch):
     assert not any(isinstance(m, torch.nn.Sigmoid) for m in discriminator.modules())
 
 
-def test_patch_head_scores_every_8_px_cell_and_trains_through_the_gan_losses():
+def test_patch_head_scores_every_16_px_cell_and_trains_through_the_gan_losses():
     """``model.d_head=patch`` (PatchGAN): one logit per 16 x 16 px cell, and the losses, the
     relative accuracy and G's gradient work on those maps as on one logit per patch."""
     from dist_train.gan_step import discriminator_accuracy

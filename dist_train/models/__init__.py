@@ -2,7 +2,7 @@
 from torch import nn
 
 from dist_train.models.compact import CompactSR
-from dist_train.models.discriminator import PatchDiscriminator
+from dist_train.models.discriminator import DISCRIMINATOR_HEADS, PatchDiscriminator
 from dist_train.models.generator import SRResNet
 
 GENERATOR_ARCHS = ("srresnet", "compact")
@@ -24,5 +24,5 @@ def build_discriminator(model_cfg) -> PatchDiscriminator:
                               head=model_cfg.d_head)
 
 
-__all__ = ["CompactSR", "SRResNet", "PatchDiscriminator", "GENERATOR_ARCHS", "build_generator",
-           "build_discriminator"]
+__all__ = ["CompactSR", "SRResNet", "PatchDiscriminator", "DISCRIMINATOR_HEADS", "GENERATOR_ARCHS",
+           "build_generator", "build_discriminator"]

@@ -1,4 +1,4 @@
-"""SRGAN/VGG-style discriminator returning one logit per patch or per 16 x 16 px cell, for any patch size.
+"""SRGAN/VGG-style discriminator: one logit per patch or per 16 x 16 px cell, for any patch size.
 
 The original SRGAN flattens a fixed 6x6 map into a dense layer, which ties it to 96 px patches;
 global average pooling before the classifier keeps its receptive field but accepts any size.
