@@ -80,13 +80,17 @@ def test_bicubic_scores_in_the_expected_band_on_whole_real_xrays(realxray_dir):
     assert 35.0 < float(np.mean(scores)) < 41.0
 
 
-def test_tiled_ssim_equals_whole_image_ssim(real_pairs):
-    """Tiling only bounds memory: odd tile sizes give the single-tile figure to rounding."""
+def test_ssim_equals_torchmetrics_map_over_its_valid_region(real_pairs):
+    """The separable filter gives torchmetrics' SSIM map (its 2-D Gaussian convolution) where the
+    whole window lies inside the image, on an odd-sized real crop."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
     hr, _, bicubic = real_pairs[1]
     hr, bicubic = hr[..., :200, :150], bicubic[..., :200, :150]
-    whole = ssim_per_image(bicubic, hr, crop=4, tile_px=1000)
-    for tile_px in (23, 37, 64):
-        torch.testing.assert_close(ssim_per_image(bicubic, hr, crop=4, tile_px=tile_px), whole, rtol=0, atol=1e-12)
+    levels = [(image.double().clamp(0, 1) * 255).round()[..., 4:-4, 4:-4] for image in (bicubic, hr)]
+    _, ssim_map = structural_similarity_index_measure(*levels, gaussian_kernel=True, sigma=1.5, kernel_size=11,
+                                                      data_range=255.0, reduction="none", return_full_image=True)
+    expected = ssim_map[..., 5:-5, 5:-5].flatten(1).mean(dim=1)
+    torch.testing.assert_close(ssim_per_image(bicubic, hr, crop=4), expected, rtol=0, atol=1e-10)
 
 
 def test_psnr_is_averaged_per_image_not_over_pooled_mse():

@@ -23,8 +23,8 @@ class DemoSettings:
     val_crop_px: int = 256
     ema_decay: float = 0.99  # short run: 0.999 would leave the EMA at the untrained (bicubic) weights
     holdback_max: int = 6  # test-split images benchmarked
-    # Centre crops for the quality benchmark. Not larger: dist_train.metrics.ssim_per_image needs
-    # about 4.8 kB per pixel (1.2 GB at 512 px, 5 GB at 1024 px, 17 GB for all of RG1_UNCR.dcm).
+    # Centre crops for the quality benchmark: the model's forward pass dominates its time, and 512 px
+    # keeps the demo's quality step to seconds.
     holdback_crop_px: int = 512
     dicom_crop_px: int = 512
     throughput_lr_px: int = 256
