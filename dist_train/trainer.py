@@ -165,7 +165,7 @@ class Trainer:
             lr, sr, hr = first
             self.logger.images(self.step, lr, bicubic_upsample(lr.float(), scale), sr, hr)
         self.logger.metrics_row({"step": self.step, "epoch": self.train_batches.state_dict()["epoch"],
-                                 "phase": self._phase(self.step), **self.metrics})
+                                 "phase": self._phase(self.step - 1), **self.metrics})  # of the last update
         self.logger.console(f"step {self.step} val: PSNR {self.metrics['psnr_db']:.2f} dB "
                             f"(bicubic {self.metrics['bicubic_psnr_db']:.2f}), SSIM {self.metrics['ssim']:.4f}, "
                             f"consistency {self.metrics['consistency_psnr_db']:.2f} dB")

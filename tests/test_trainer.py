@@ -1,4 +1,5 @@
 """The single-process trainer: it learns, it resumes exactly, it logs, and it fails clearly."""
+import csv
 import subprocess
 import sys
 
@@ -126,6 +127,9 @@ def test_cli_trains_logs_checkpoints_and_resumes(synth_images, tmp_path):
     assert "val/lr_bicubic_sr_hr" in tags["images"]
     assert [e.step for e in events.Scalars("val/psnr_db")] == [4, 8]
     assert (run / "config.yaml").is_file() and (run / "metrics.csv").read_text().count("\n") == 3
+    # each row is labelled with the phase of the update that made its weights: step 4 ends the PSNR phase
+    with open(run / "metrics.csv", newline="") as handle:
+        assert [(row["step"], row["phase"]) for row in csv.DictReader(handle)] == [("4", "psnr"), ("8", "gan")]
 
 
 def test_cli_missing_vgg_weights_is_one_clear_line(synth_images, tmp_path):
