@@ -160,8 +160,7 @@ def render_card(meta: dict[str, Any]) -> str:
         f"- {card['steps']} steps of batch {card['config']['data']['batch_size']} x "
         f"{card['config']['data']['patch_px']} px HR patches, L1, Adam lr {card['config']['optim']['lr_g']} "
         f"({card['config']['optim']['scheduler']}), precision {train['precision']}, EMA {train['ema_decay']}; "
-        f"{card['wall_time_s'] / 60:.0f} min of training on {card['machine']} ({card['date']}; the machine "
-        f"was shared with other jobs).",
+        f"{card['wall_time_s'] / 60:.0f} min of training on {card['machine']} ({card['date']}).",
         *[f"- {note}" for note in card.get("notes", [])],
         "",
         "Validation (EMA generator, whole 1024 x 1024 images, docs/contracts.md §5) against wall time:",

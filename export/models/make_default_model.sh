@@ -2,17 +2,25 @@
 # Remakes the shipped default model (cxr_sr_x4.pt) and its card from the 312-image NIH sample.
 # Usage (from the project root, after `bash install.sh`):
 #   bash export/models/make_default_model.sh [NIH_FOLDER] [STEPS]
-# About an hour on a 2-core CPU; the training part resumes where it stopped if interrupted.
+# About 35 minutes on a 2-core CPU (27 of them training); the training part resumes where it stopped if interrupted.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 images=${1:-../shared/nih-sample}
-steps=${2:-4000}
+steps=${2:-3800}
 run=runs/default_model
 out=export/models
 bin=.venv/bin
 command="cxr-sr train --config cxr_cpu data.images=$images train.out_dir=$run train.pretrain_steps=$steps"
 "$bin/cxr-sr" train --config cxr_cpu --resume "data.images=$images" "train.out_dir=$run" "train.pretrain_steps=$steps"
 "$bin/cxr-sr" export --run "$run" --out "$out/cxr_sr_x4.pt" --parity-images ../shared/realxray
+# the .pt2 (AOTInductor) form, for the runtime table only: compiled for this machine, not shipped,
+# and timed only if it passes the same parity check (it did not on 2026-12-01: benchmarks/RESULTS.md)
+methods=torchscript,torchscript_frozen,eager,bicubic_torch,bicubic_pil
+pt2=()
+if "$bin/cxr-sr" export --run "$run" --out "$run/cxr_sr_x4.pt2" --format pt2 --parity-images ../shared/realxray; then
+  methods+=,pt2
+  pt2=(--pt2 "$run/cxr_sr_x4.pt2")
+fi
 # the run's own validation images (patients it never trained on), and real radiographs if present
 mapfile -t val < <("$bin/python" -c "
 from dist_train.config import load_config
@@ -28,6 +36,6 @@ if [ -d ../shared/realxray ]; then
             --quality "../shared/realxray, all 12 files (10 PNGs, RG1_UNCR.dcm, a JPEG-baseline DICOM)=$run/quality_real.json")
 fi
 "$bin/cxr-sr" bench throughput --model "$out/cxr_sr_x4.pt" --device cpu --batch-sizes 1 --repeats 5 \
-  --methods torchscript,torchscript_frozen,eager,bicubic_torch,bicubic_pil --json "$run/throughput.json"
+  "${pt2[@]}" --methods "$methods" --json "$run/throughput.json"
 "$bin/python" -m export.model_card --model "$out/cxr_sr_x4.pt" --run "$run" --command "$command" \
   "${quality[@]}" --throughput "$run/throughput.json" --card "$out/MODEL_CARD.md"
