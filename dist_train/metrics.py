@@ -48,6 +48,9 @@ def _gaussian_taps() -> list[float]:
     return (taps / taps.sum()).tolist()
 
 
+SSIM_TAPS = _gaussian_taps()  # the normalised 1-D Gaussian, made once
+
+
 def _filter_rows_valid(images: torch.Tensor, taps: list[float]) -> torch.Tensor:
     """'Valid' correlation along the second-last axis, accumulated in place from shifted views."""
     height = images.shape[-2] - len(taps) + 1
@@ -78,7 +81,7 @@ def ssim_per_image(sr: torch.Tensor, hr: torch.Tensor, crop: int) -> torch.Tenso
         return torch.full(hr_levels.shape[:1], float("nan"), dtype=torch.float64, device=hr_levels.device)
     c1, c2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2
     stacked = torch.stack([sr_levels, hr_levels, sr_levels * sr_levels, hr_levels * hr_levels, sr_levels * hr_levels])
-    mu_sr, mu_hr, sq_sr, sq_hr, prod = _gaussian_filter_valid(stacked, _gaussian_taps())
+    mu_sr, mu_hr, sq_sr, sq_hr, prod = _gaussian_filter_valid(stacked, SSIM_TAPS)
     var_sr, var_hr, cov = sq_sr - mu_sr ** 2, sq_hr - mu_hr ** 2, prod - mu_sr * mu_hr
     ssim_map = ((2 * mu_sr * mu_hr + c1) * (2 * cov + c2)) / ((mu_sr ** 2 + mu_hr ** 2 + c1) * (var_sr + var_hr + c2))
     return ssim_map.flatten(1).mean(dim=1)
