@@ -19,6 +19,7 @@ from dist_train.config import ConfigError
 from dist_train.data import build_train_loader
 from dist_train.data.cache import DecodedImages
 from dist_train.data.folder import folder_images, list_images
+from dist_train.data.samples import image_lr
 from dist_train.data.shards_dali import DaliTrainLoader
 from dist_train.data.shards_torch import build_torch_train_loader, decode_sample, shard_images
 from dist_train.data.shardset import load_split
@@ -177,12 +178,15 @@ def test_dali_and_torch_patch_statistics_agree_shuffled(shards):
 
 def test_cache_holds_the_decoders_pixels(shards, tmp_path):
     """The cached image of every sample (shards) and every file (folder backend) equals what
-    the decoder gives; the cached loader gives the uncached loader's batches."""
+    the decoder gives, and its cached LR what the degradation gives; the cached loader gives
+    the uncached loader's batches."""
     source = shard_images(load_split(shards, "train"))
-    cached = DecodedImages(source, max_mb=16, threads=2)
-    assert len(cached) == len(source) and cached.nbytes == 18 * 96 * 96
+    cached = DecodedImages(source, max_mb=16, threads=2, scale=4)
+    assert len(cached) == len(source) and cached.nbytes == 18 * (96 * 96 + 24 * 24)
     for i, ref in enumerate(source.items):
         assert np.array_equal(cached.image(i), decode_sample(ref)) and cached.key(i) == ref.key
+        hr, lr = image_lr(decode_sample(ref), 4)
+        assert np.array_equal(cached.pair(i, 4)[0], hr) and np.array_equal(cached.pair(i, 4)[1], lr)
     folder = folder_images(list_images(shards.parent / "source"))
     cached_folder = DecodedImages(folder, max_mb=16)
     assert all(np.array_equal(cached_folder.image(i), folder.image(i)) for i in range(len(folder)))

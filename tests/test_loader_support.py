@@ -43,5 +43,9 @@ def assert_same_lr(lr: torch.Tensor, reference: torch.Tensor) -> None:
 
 
 def assert_lr_is_degradation(lr: torch.Tensor, hr: torch.Tensor, scale: int) -> None:
-    """LR is the reference degradation of HR, rounded to the 8-bit grid (docs/contracts.md §3)."""
-    assert_same_lr(lr, torch.round(downsample(hr, scale) * 255) / 255)
+    """LR is the whole image's LR cut where the HR patch lies (docs/contracts.md §3): two LR pixels
+    in from the patch's edges, where the kernel does not reach outside the patch, it equals the
+    reference degradation of the HR patch itself, on the 8-bit grid."""
+    assert lr.shape[-1] > 4 and lr.shape[-2] > 4, "too small a patch to have an inside"
+    inside = (..., slice(2, -2), slice(2, -2))
+    assert_same_lr(lr[inside], (torch.round(downsample(hr, scale) * 255) / 255)[inside])

@@ -15,8 +15,11 @@ import torch
 from PIL import Image
 
 from dist_train.data import build_train_loader, build_val_loader
-from dist_train.data.samples import decode_gray8
+from dist_train.data import sampling
+from dist_train.data.samples import augment_pair, decode_gray8, image_lr, training_pair
+from dist_train.data.shards_torch import decode_sample
 from dist_train.data.shardset import load_split
+from dist_train.degradation import downsample
 from test_loader_support import assert_lr_is_degradation, build_shard_set, tiny_config
 
 CPU = torch.device("cpu")
@@ -46,6 +49,49 @@ def test_batches_have_the_contract_shapes_and_lr_is_the_degradation(shards):
     assert lr.dtype == hr.dtype == torch.float32
     assert 0 <= hr.min() and hr.max() <= 1 and hr.std() > 0.01
     assert_lr_is_degradation(lr, hr, 4)
+
+
+def _undo_symmetry(patch: np.ndarray, augment: sampling.Augment) -> np.ndarray:
+    """The inverse of transpose-then-flips."""
+    if augment.flip_v:
+        patch = patch[::-1, :]
+    if augment.flip_h:
+        patch = patch[:, ::-1]
+    return patch.T if augment.transpose else patch
+
+
+def test_a_patch_pair_is_the_whole_images_lr_cut_where_the_hr_patch_lies(shards):
+    """A training pair is what a real LR radiograph gives: the HR patch lies on the scale grid
+    of the image (trimmed, centred, to a multiple of the scale), and the LR patch is the
+    reference LR of the whole image at that place under the same symmetry. At the patch's edges
+    that differs from the LR of the HR patch alone, whose kernel is cut off there. Made from
+    the patch and its margin only (few patches per image), the LR is the same, bit for bit."""
+    image = decode_sample(load_split(shards, "train").sample_refs()[0])[:95, 1:]  # 95 x 95: trimmed
+    scale, patch_px = 4, 32
+    whole = torch.from_numpy(image[1:93, 1:93].astype(np.float32))[None, None] / 255
+    whole_lr = (downsample(whole, scale)[0, 0] * 255).round().numpy().astype(np.uint8)
+    hr_image, lr_image = image_lr(image, scale)
+    assert np.array_equal(hr_image, image[1:93, 1:93]) and np.array_equal(lr_image, whole_lr)
+    windows = np.lib.stride_tricks.sliding_window_view(hr_image, (patch_px, patch_px))
+    edges_differ = 0
+    for augment in sampling.batch_augments(seed=5, rank=0, epoch=0, batch=0, batch_size=24):
+        hr = np.empty((patch_px, patch_px), np.uint8)
+        lr = np.empty((patch_px // scale, patch_px // scale), np.uint8)
+        augment_pair(hr_image, lr_image, augment, patch_px, scale, hr, lr)
+        hr_local, lr_local = np.empty_like(hr), np.empty_like(lr)
+        augment_pair(hr_image, None, augment, patch_px, scale, hr_local, lr_local)
+        assert np.array_equal(hr_local, hr) and np.array_equal(lr_local, lr)
+        found = np.argwhere((windows == _undo_symmetry(hr, augment)).all(axis=(2, 3)))
+        on_grid = [(top, left) for top, left in found if top % scale == 0 and left % scale == 0]
+        assert on_grid, f"{augment}: the HR patch is not a crop of the image on the scale grid"
+        top, left = (int(v) // scale for v in on_grid[0])
+        expected = whole_lr[top:top + patch_px // scale, left:left + patch_px // scale]
+        assert np.array_equal(_undo_symmetry(lr, augment), expected)
+        alone = (downsample(torch.from_numpy(hr.astype(np.float32))[None, None] / 255, scale) * 255).round()
+        edges_differ += not np.array_equal(alone[0, 0].numpy(), lr)
+    assert edges_differ >= 12
+    assert training_pair(image, scale, patch_px, 1)[1] is None  # one 48 px region < the image
+    assert np.array_equal(training_pair(image, scale, patch_px, 4)[1], whole_lr)
 
 
 @pytest.mark.parametrize("world_size", [2, 3])

@@ -2,9 +2,10 @@
 
 An ``ImageSource`` is the one thing the backends differ in: their items (file paths, shard
 sample references) and how one item is decoded, sized and named. Sampling, padding, patches per
-image and augmentation follow ``dist_train.data.sampling`` and LR is made with
-``dist_train.degradation.downsample`` (the reference degradation), so a training group of batches
-is a pure function of its position ``(epoch, group)`` and a resumed run needs no replay.
+image and augmentation follow ``dist_train.data.sampling``; LR is made with
+``dist_train.degradation.downsample`` (the reference degradation) on each whole image and cut at
+the HR patch's place (``samples.augment_pair``), so a training group of batches is a pure
+function of its position ``(epoch, group)`` and a resumed run needs no replay.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from dist_train.config import Config
 from dist_train.data import sampling
 from dist_train.data.cache import DecodedImages
 from dist_train.data.positioned import PositionedTrainLoader
-from dist_train.data.samples import augment_patch, val_crop
+from dist_train.data.samples import augment_pair, training_pair, val_crop
 from dist_train.degradation import downsample
 
 
@@ -46,6 +47,10 @@ class ImageSource:
     def image_shape(self, index: int) -> tuple[int, int]:
         return self.shape(self.items[index])
 
+    def pair(self, index: int, scale: int, patch_px: int, patches: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """``samples.training_pair`` of item ``index`` for ``patches`` patches, decoded now."""
+        return training_pair(self.image(index), scale, patch_px, patches)
+
 
 def lr_hr_batch(hr_images: list[np.ndarray], scale: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Equally sized uint8 HR images -> (LR, HR) float batches ``N x 1 x h x w`` in [0, 1]."""
@@ -53,23 +58,11 @@ def lr_hr_batch(hr_images: list[np.ndarray], scale: int) -> tuple[torch.Tensor, 
     return downsample(hr, scale), hr
 
 
-def lr_u8_of(hr_u8: np.ndarray, scale: int, chunk: int) -> np.ndarray:
-    """The LR of uint8 HR patches ``N x P x P`` as uint8 ``N x 1 x P/scale x P/scale``.
-
-    LR lies on the 8-bit grid (docs/contracts.md §3), so uint8 holds it exactly; computed ``chunk``
-    patches at a time so that the float copies stay the size of one batch.
-    """
-    lr = torch.empty((len(hr_u8), 1, hr_u8.shape[1] // scale, hr_u8.shape[2] // scale), dtype=torch.uint8)
-    for start in range(0, len(hr_u8), chunk):
-        hr = torch.from_numpy(hr_u8[start:start + chunk]).unsqueeze(1).float().div_(255.0)
-        lr[start:start + chunk] = downsample(hr, scale).mul_(255.0).round_()
-    return lr.numpy()
-
-
 class PositionedBatches(Dataset):
     """Item ``(epoch, group)``: that group's ``patches_per_image`` batches of this rank, stacked in
-    batch order, as ``(lr_u8, hr_u8, keys)`` (``sampling``: each image of the group decoded once,
-    cut into ``patches_per_image`` patches, the group's patches shuffled together)."""
+    batch order, as ``(lr_u8, hr_u8, keys)`` (``sampling``: each image of the group decoded and
+    downsampled once, cut into ``patches_per_image`` HR/LR patch pairs, the group's patches
+    shuffled together)."""
 
     def __init__(self, source, cfg: Config, rank: int, world_size: int, shuffle: bool = True):
         self._source, self._cfg = source, cfg
@@ -85,13 +78,14 @@ class PositionedBatches(Dataset):
                                          data.batch_size, self._shuffle)
         augments = sampling.group_augments(seed, self._rank, epoch, group, data.batch_size, k)
         order = sampling.group_patch_order(seed, self._rank, epoch, group, data.batch_size, k, self._shuffle)
-        images = [self._source.image(i) for i in indices]
-        hr = np.empty((len(order), data.patch_px, data.patch_px), dtype=np.uint8)
+        scale = self._cfg.model.scale
+        pairs = [self._source.pair(i, scale, data.patch_px, k) for i in indices]
+        hr = np.empty((len(order), 1, data.patch_px, data.patch_px), dtype=np.uint8)
+        lr = np.empty((len(order), 1, data.patch_px // scale, data.patch_px // scale), dtype=np.uint8)
         for slot, p in enumerate(order):
-            augment_patch(images[p // k], augments[p], data.patch_px, out=hr[slot])
-        lr = lr_u8_of(hr, self._cfg.model.scale, data.batch_size)
+            augment_pair(*pairs[p // k], augments[p], data.patch_px, scale, hr[slot, 0], lr[slot, 0])
         keys = [self._source.key(indices[p // k]) for p in order]
-        return torch.from_numpy(lr), torch.from_numpy(hr[:, None]), keys
+        return torch.from_numpy(lr), torch.from_numpy(hr), keys
 
 
 def positioned_train_loader(source, cfg: Config, rank: int, world_size: int,
@@ -99,7 +93,7 @@ def positioned_train_loader(source, cfg: Config, rank: int, world_size: int,
     """Endless, resumable training batches of this rank from ``source`` (an ``ImageSource``, held
     in memory first when ``data.cache=decoded``)."""
     if cfg.data.cache == "decoded":
-        source = DecodedImages(source, cfg.data.cache_max_mb, cfg.data.workers)
+        source = DecodedImages(source, cfg.data.cache_max_mb, cfg.data.workers, cfg.model.scale)
     dataset = PositionedBatches(source, cfg, rank, world_size, shuffle)
     return PositionedTrainLoader(dataset, len(dataset), cfg.data.workers, device, backend, world_size,
                                  cfg.data.batch_size, cfg.data.patches_per_image)

@@ -1,6 +1,6 @@
 """Building blocks of the DALI pipelines: augmentation and the degradation, inside the graph.
 
-These mirror ``samples`` (crop, dihedral symmetry, validation box) and
+These mirror ``samples`` (the HR/LR pair's crop, dihedral symmetry, validation box) and
 ``dist_train.degradation.downsample`` (antialiased bicubic, docs/contracts.md §3) operation for operation.
 
 Why not ``fn.resize(interp_type=INTERP_CUBIC, antialias=True)``: its kernel matches PyTorch's
@@ -32,50 +32,33 @@ def antialias_bicubic_taps(scale: int) -> np.ndarray:
     return weights.astype(np.float32)
 
 
-def in_bounds_weight(size_px: int, scale: int) -> np.ndarray:
-    """Sum of the in-bounds taps of each LR position along an axis of ``size_px`` HR pixels:
-    what PyTorch divides by (1-D; the 2-D sum is the outer product of the two axes')."""
-    taps = antialias_bicubic_taps(scale)
-    centres = scale * np.arange(size_px // scale) + scale // 2
-    first = centres - 2 * scale  # HR pixel under tap 0
-    hr_pixel = first[:, None] + np.arange(len(taps))[None, :]
-    return ((hr_pixel >= 0) & (hr_pixel < size_px)).astype(np.float64) @ taps.astype(np.float64)
-
-
-def downsample(hr: DataNode, scale: int, device: str, size_px: int = 0) -> DataNode:
-    """``H x W x 1`` float HR in [0, 1] -> ``H/scale x W/scale x 1`` LR, clamped and rounded to
-    the 8-bit grid (docs/contracts.md §3).
+def downsample(hr: DataNode, scale: int, device: str) -> DataNode:
+    """``H x W x 1`` float HR in [0, 1] (any size, a multiple of ``scale``) -> ``H/scale x W/scale
+    x 1`` LR, clamped and rounded to the 8-bit grid (docs/contracts.md §3).
 
     Each axis in turn: blur with the taps under zero padding, keep every ``scale``-th row (or
     column), so the second blur runs on a ``scale`` times smaller image. Then divide by the
-    in-bounds weight: a constant map for square ``size_px`` patches (training), otherwise the
-    same blur of an all-ones image (validation, whole images of any size).
+    in-bounds weight, which is separable: the outer product of the same 1-D blurs of a column
+    and a row of ones (broadcast), not a blur of a whole image of ones.
     """
     taps = antialias_bicubic_taps(scale)
     taps_y = types.Constant(taps.reshape(-1, 1), device=device)
     taps_x = types.Constant(taps.reshape(1, -1), device=device)
 
-    def blur_and_subsample(image: DataNode) -> DataNode:
-        # Nearest-neighbour resizing by 1/scale reads HR pixel scale*j + scale//2 for LR pixel j.
-        if size_px:  # known patch size: constant sizes keep the graph free of shape queries
-            rows_cut, both_cut = [size_px / scale, float(size_px)], [size_px / scale] * 2
-        else:
-            size_hw = image.shape(dtype=types.FLOAT)[0:2]
-            rows_cut = size_hw * types.Constant(np.array([1.0 / scale, 1.0], np.float32))
-            both_cut = size_hw * (1.0 / scale)
-        image = fn.filter(image, taps_y, border="constant", anchor=[2 * scale, 0], device=device)
-        image = fn.resize(image, size=rows_cut, interp_type=types.INTERP_NN, antialias=False,
-                          device=device)
-        image = fn.filter(image, taps_x, border="constant", anchor=[0, 2 * scale], device=device)
-        return fn.resize(image, size=both_cut, interp_type=types.INTERP_NN, antialias=False,
-                         device=device)
+    # Nearest-neighbour resizing by 1/scale reads HR pixel scale*j + scale//2 for LR pixel j.
+    def along(image: DataNode, taps_yx: DataNode, anchor: list[int], keep: np.ndarray) -> DataNode:
+        image = fn.filter(image, taps_yx, border="constant", anchor=anchor, device=device)
+        size_hw = image.shape(dtype=types.FLOAT)[0:2] * types.Constant(keep)
+        return fn.resize(image, size=size_hw, interp_type=types.INTERP_NN, antialias=False, device=device)
 
-    blurred = blur_and_subsample(hr)
-    if size_px:
-        weight = np.outer(in_bounds_weight(size_px, scale), in_bounds_weight(size_px, scale))
-        inverse = types.Constant((1.0 / weight).astype(np.float32)[:, :, None], device=device)
-        return round_to_8bit(dmath.clamp(blurred * inverse, 0.0, 1.0))
-    return round_to_8bit(dmath.clamp(blurred / blur_and_subsample(hr * 0.0 + 1.0), 0.0, 1.0))
+    def along_y(image: DataNode) -> DataNode:
+        return along(image, taps_y, [2 * scale, 0], np.array([1.0 / scale, 1.0], np.float32))
+
+    def along_x(image: DataNode) -> DataNode:
+        return along(image, taps_x, [0, 2 * scale], np.array([1.0, 1.0 / scale], np.float32))
+
+    weight = along_y(hr[:, 0:1] * 0.0 + 1.0) * along_x(hr[0:1, :] * 0.0 + 1.0)
+    return round_to_8bit(dmath.clamp(along_x(along_y(hr)) / weight, 0.0, 1.0))
 
 
 def round_to_8bit(unit: DataNode) -> DataNode:
@@ -94,17 +77,22 @@ def _patch_anchor(size_hw: DataNode, crop_uv: DataNode, patch_px: int) -> DataNo
     return dmath.min(dmath.floor(crop_uv * (size_hw - (patch_px - 1))), size_hw - patch_px)
 
 
-def random_patch(image: DataNode, crop_uv: DataNode, patch_px: int) -> DataNode:
-    """A ``patch_px`` square of a decoded ``H x W x 1`` image at ``sampling.crop_anchor``.
+def random_pair(hr: DataNode, lr: DataNode, crop_uv: DataNode, patch_px: int, scale: int):
+    """``samples.augment_pair``'s crop in the graph: a ``patch_px`` square of the trimmed HR image
+    and the ``patch_px / scale`` square of its LR over the same area, both ``H x W x 1``.
 
-    ``crop_uv`` is the float32 pair ``(crop_y, crop_x)`` in [0, 1) of ``sampling.Augment``. The
-    image is decoded whole once and cut several times (``data.patches_per_image``); decoding only
-    a region would not help, since DALI's CPU PNG path inflates the whole image anyway.
+    ``crop_uv`` is the float32 pair ``(crop_y, crop_x)`` in [0, 1) of ``sampling.Augment``; the
+    anchor is chosen on the LR grid. The image is decoded whole once and cut several times
+    (``data.patches_per_image``); decoding only a region would not help, since DALI's CPU PNG
+    path inflates the whole image anyway.
     """
-    size_hw = image.shape(dtype=types.FLOAT)[0:2]
-    return fn.slice(image, _patch_anchor(size_hw, crop_uv, patch_px), [float(patch_px), float(patch_px)],
-                    axes=[0, 1], normalized_anchor=False, normalized_shape=False,
-                    out_of_bounds_policy="error")
+    lr_px = patch_px // scale
+    anchor = _patch_anchor(lr.shape(dtype=types.FLOAT)[0:2], crop_uv, lr_px)
+
+    def cut(image: DataNode, corner: DataNode, side: int) -> DataNode:
+        return fn.slice(image, corner, [float(side), float(side)], axes=[0, 1], normalized_anchor=False,
+                        normalized_shape=False, out_of_bounds_policy="error")
+    return cut(hr, anchor * float(scale), patch_px), cut(lr, anchor, lr_px)
 
 
 def dihedral(patch: DataNode, transpose: DataNode, flip_h: DataNode, flip_v: DataNode) -> DataNode:

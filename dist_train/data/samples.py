@@ -1,6 +1,7 @@
 """Per-sample image operations of the PyTorch path, the reference for what DALI's graph does.
 
-Decoding, the augmentation of ``sampling.Augment`` and the validation crop, on numpy arrays.
+Decoding, the training pair (HR and its LR, per whole image), the augmentation of
+``sampling.Augment`` and the validation crop, on numpy arrays.
 ``dali_graph`` builds the same operations inside a DALI pipeline; the tests hold the two equal.
 """
 from __future__ import annotations
@@ -8,9 +9,11 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import torch
 from PIL import Image
 
 from dist_train.data.sampling import Augment, crop_anchor
+from dist_train.degradation import crop_to_scale, downsample
 
 
 def decode_gray8(png: bytes) -> np.ndarray:
@@ -30,23 +33,81 @@ def decode_gray8(png: bytes) -> np.ndarray:
         return np.asarray(image.convert("L"), dtype=np.uint8)
 
 
-def augment_patch(image: np.ndarray, augment: Augment, patch_px: int, out: np.ndarray | None = None) -> np.ndarray:
-    """The training patch: crop chosen by ``augment``, then transpose, then flips; written into
-    ``out`` (``patch_px x patch_px`` uint8, e.g. a slot of the batch) when given, else a new array."""
-    height, width = image.shape
-    top = crop_anchor(augment.crop_y, height, patch_px)
-    left = crop_anchor(augment.crop_x, width, patch_px)
-    patch = image[top:top + patch_px, left:left + patch_px]
+# LR pixels around a patch whose values the antialiased bicubic kernel reaches into (it spans 1.5
+# LR pixels beyond a pixel's own block): the LR of the patch and this margin equals the whole
+# image's LR on the patch, bit for bit.
+CONTEXT_LR_PX = 2
+
+
+def _lr_u8(hr: np.ndarray, scale: int) -> np.ndarray:
+    """The degradation (docs/contracts.md §3) of uint8 ``hr`` as uint8."""
+    unit = torch.from_numpy(hr.astype(np.float32))[None, None].div_(255.0)
+    return downsample(unit, scale).mul_(255.0).round_().to(torch.uint8)[0, 0].numpy()
+
+
+def image_lr(image: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training pair of a whole decoded image: ``(hr, lr)``, HR the image trimmed (centred) to
+    a multiple of ``scale`` (a view) and LR its degradation as uint8.
+
+    Patches are cut from both at the same place (``augment_pair``), so a training LR patch is
+    what a real low-resolution radiograph holds there: the whole image's LR, with no kernel
+    renormalised at the patch's edges. Computed once per decoded image, not once per patch.
+    """
+    hr = crop_to_scale(image, scale)
+    return hr, _lr_u8(hr, scale)
+
+
+def training_pair(image: np.ndarray, scale: int, patch_px: int, patches: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """``image_lr`` when ``patches`` patches would downsample more pixels than the whole image,
+    else ``(hr, None)``: ``augment_pair`` then makes each patch's LR from the patch and its
+    margin, the same values at less cost for few patches per image."""
+    hr = crop_to_scale(image, scale)
+    margin_px = 2 * CONTEXT_LR_PX * scale
+    if patches * (patch_px + margin_px) ** 2 >= hr.size:
+        return hr, _lr_u8(hr, scale)
+    return hr, None
+
+
+def _lr_around(hr: np.ndarray, top: int, left: int, lr_px: int, scale: int) -> np.ndarray:
+    """The whole image's LR at LR rows ``top..top+lr_px`` and columns ``left..left+lr_px``,
+    made from that part of ``hr`` and a margin of ``CONTEXT_LR_PX`` (clipped at the image)."""
+    lr_h, lr_w = hr.shape[0] // scale, hr.shape[1] // scale
+    y0, x0 = max(0, top - CONTEXT_LR_PX), max(0, left - CONTEXT_LR_PX)
+    y1, x1 = min(lr_h, top + lr_px + CONTEXT_LR_PX), min(lr_w, left + lr_px + CONTEXT_LR_PX)
+    lr = _lr_u8(hr[y0 * scale:y1 * scale, x0 * scale:x1 * scale], scale)
+    return lr[top - y0:top - y0 + lr_px, left - x0:left - x0 + lr_px]
+
+
+def _symmetry(patch: np.ndarray, augment: Augment) -> np.ndarray:
+    """Transpose, then flips: the dihedral part of ``augment`` (a view)."""
     if augment.transpose:
         patch = patch.T
     if augment.flip_h:
         patch = patch[:, ::-1]
     if augment.flip_v:
         patch = patch[::-1, :]
-    if out is None:
-        return np.ascontiguousarray(patch)
-    out[...] = patch
-    return out
+    return patch
+
+
+def augment_pair(hr: np.ndarray, lr: np.ndarray | None, augment: Augment, patch_px: int, scale: int,
+                 hr_out: np.ndarray, lr_out: np.ndarray) -> None:
+    """One training patch of a ``training_pair``, written into ``hr_out`` (``patch_px`` square)
+    and ``lr_out`` (``patch_px / scale`` square), e.g. slots of the batch.
+
+    The crop is chosen on the LR grid (``crop_anchor`` over LR positions) and the HR crop lies
+    ``scale`` times further, so the two cover the same area; then the same transpose and flips.
+    The antialiased bicubic kernel is symmetric, so the LR of the transformed HR is exactly the
+    transformed LR. With ``lr`` None the LR of just this patch is made (``_lr_around``).
+    """
+    lr_px = patch_px // scale
+    top = crop_anchor(augment.crop_y, hr.shape[0] // scale, lr_px)
+    left = crop_anchor(augment.crop_x, hr.shape[1] // scale, lr_px)
+    if lr is None:
+        lr_out[...] = _symmetry(_lr_around(hr, top, left, lr_px, scale), augment)
+    else:
+        lr_out[...] = _symmetry(lr[top:top + lr_px, left:left + lr_px], augment)
+    top, left = top * scale, left * scale
+    hr_out[...] = _symmetry(hr[top:top + patch_px, left:left + patch_px], augment)
 
 
 def val_box(height: int, width: int, crop_px: int, scale: int) -> tuple[int, int, int, int]:

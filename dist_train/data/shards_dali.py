@@ -22,7 +22,10 @@ Semantics (see ``sampling`` for the shared plan):
   ``patches_per_image`` batches.
 * The augmentation parameters come from ``sampling.group_augments`` through an external source,
   so a group depends only on (seed, rank, epoch, group index) and the samples the reader gives.
-* ``data.cache=decoded``: the train split is decoded once (``cache.DecodedImages``) and the images
+* LR is made once per decoded image, on the whole image (trimmed to a multiple of the scale), and
+  each patch pair is cut from the image and its LR at the same place (``dali_graph.random_pair``),
+  as the twin does (``samples.augment_pair``).
+* ``data.cache=decoded``: the train split and its LR are made once (``cache.DecodedImages``) and
   enter through an external source in the twin's order (``sampling.batch_indices``) instead of
   the reader, so the cached DALI loader gives the twin's batches.
 * Resume: rebuild the epoch's pipeline and run (and drop) the groups already consumed. Exact, and
@@ -79,12 +82,13 @@ def _read(split: SplitShards, shard_id: int, num_shards: int, shuffle: bool, pad
 
 def _augment_source(seed: int, rank: int, epoch: int, batch_size: int, patches_per_image: int,
                     images: Callable | None = None) -> Callable:
-    """External-source callback: for the group DALI asks for, ``images(group)`` (when given) and
+    """External-source callback: for the group DALI asks for, the HR and LR images of
+    ``images(group)`` (when given) and
     the four ``sampling.Augment`` fields of each of its ``patches_per_image`` patch branches
     (branch ``i`` of sample ``j`` is the group's patch ``j * patches_per_image + i``)."""
     def source(info) -> tuple[list, ...]:
         augments = sampling.group_augments(seed, rank, epoch, info.iteration, batch_size, patches_per_image)
-        outputs = [images(info.iteration)] if images is not None else []
+        outputs = list(images(info.iteration)) if images is not None else []
         for branch in range(patches_per_image):
             mine = augments[branch::patches_per_image]
             outputs += [[np.array([a.crop_y, a.crop_x], dtype=np.float32) for a in mine],
@@ -95,16 +99,16 @@ def _augment_source(seed: int, rank: int, epoch: int, batch_size: int, patches_p
     return source
 
 
-def _patch_branches(image, augments: list, patch_px: int, scale: int, device: str) -> list:
-    """``[lr_0, ..., lr_{k-1}, hr_0, ..., hr_{k-1}]``: the ``k = len(augments) // 4`` patches of
-    each decoded image with their LR, ``1 x h x w`` float in [0, 1]."""
+def _patch_branches(hr_image, lr_image, augments: list, patch_px: int, scale: int) -> list:
+    """``[lr_0, ..., lr_{k-1}, hr_0, ..., hr_{k-1}]``: the ``k = len(augments) // 4`` patch pairs
+    of each image (uint8 HR trimmed to a multiple of ``scale``, its LR as float on the 8-bit
+    grid), ``1 x h x w`` float in [0, 1]."""
     lrs, hrs = [], []
     for branch in range(len(augments) // 4):
         crop_uv, transpose, flip_h, flip_v = augments[4 * branch:4 * branch + 4]
-        patch = dali_graph.random_patch(image, crop_uv, patch_px)
-        hr = dali_graph.to_unit_float(dali_graph.dihedral(patch, transpose, flip_h, flip_v))
-        lrs.append(dali_graph.to_chw(dali_graph.downsample(hr, scale, device, size_px=patch_px)))
-        hrs.append(dali_graph.to_chw(hr))
+        hr, lr = dali_graph.random_pair(hr_image, lr_image, crop_uv, patch_px, scale)
+        hrs.append(dali_graph.to_chw(dali_graph.to_unit_float(dali_graph.dihedral(hr, transpose, flip_h, flip_v))))
+        lrs.append(dali_graph.to_chw(dali_graph.dihedral(lr, transpose, flip_h, flip_v)))
     return lrs + hrs
 
 
@@ -116,17 +120,20 @@ def _train_pipeline(split: SplitShards, shard_id: int, num_shards: int, shuffle:
     augments = fn.external_source(source=augment_source, num_outputs=4 * patches_per_image,
                                   batch=True, batch_info=True)
     image = fn.decoders.image(png, device="mixed" if device == "gpu" else "cpu", output_type=types.GRAY)
-    return (*_patch_branches(image, list(augments), patch_px, scale, device), source_info)
+    hr = dali_graph.val_patch(image, 0, scale)  # the image trimmed to a multiple of the scale
+    lr = dali_graph.downsample(dali_graph.to_unit_float(hr), scale, device)  # once per image
+    return (*_patch_branches(hr, lr, list(augments), patch_px, scale), source_info)
 
 
 @pipeline_def(enable_conditionals=True)
 def _cached_train_pipeline(augment_source: Callable, patch_px: int, scale: int, device: str,
                            patches_per_image: int):
-    image, *augments = fn.external_source(source=augment_source, num_outputs=1 + 4 * patches_per_image,
-                                          batch=True, batch_info=True)
-    image = fn.reshape(image, layout="HWC")
-    return tuple(_patch_branches(image.gpu() if device == "gpu" else image, augments, patch_px, scale,
-                                 device))
+    hr, lr, *augments = fn.external_source(source=augment_source, num_outputs=2 + 4 * patches_per_image,
+                                           batch=True, batch_info=True)
+    hr, lr = fn.reshape(hr, layout="HWC"), fn.reshape(lr, layout="HWC")
+    if device == "gpu":
+        hr, lr = hr.gpu(), lr.gpu()
+    return tuple(_patch_branches(hr, dali_graph.to_unit_float(lr), augments, patch_px, scale))
 
 
 @pipeline_def
@@ -181,7 +188,8 @@ class DaliTrainLoader:
         self._op_device, self._device_id = _dali_device(cfg, device)
         self._split = split if split is not None else load_split(cfg.data.shards, "train")
         self._shuffle = shuffle
-        self._cache = (DecodedImages(shard_images(self._split), cfg.data.cache_max_mb, cfg.data.workers)
+        self._cache = (DecodedImages(shard_images(self._split), cfg.data.cache_max_mb, cfg.data.workers,
+                                     cfg.model.scale)
                        if cfg.data.cache == "decoded" else None)
         k = cfg.data.patches_per_image
         groups = sampling.batches_per_epoch(self._split.n_samples, world_size, cfg.data.batch_size)
@@ -201,8 +209,12 @@ class DaliTrainLoader:
                                       self._cfg.train.seed, self._cfg.data.batch_size, self._shuffle)
 
     def _cached_images(self, epoch: int) -> Callable:
-        def images(group: int) -> list[np.ndarray]:
-            return [self._cache.image(int(i))[:, :, None] for i in self._group_indices(epoch, group)]
+        scale = self._cfg.model.scale
+
+        def images(group: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+            pairs = [self._cache.pair(int(i), scale) for i in self._group_indices(epoch, group)]
+            return ([np.ascontiguousarray(hr)[:, :, None] for hr, _ in pairs],
+                    [lr[:, :, None] for _, lr in pairs])
         return images
 
     def _build(self, epoch: int) -> Pipeline:
