@@ -62,9 +62,8 @@ def training_pair(image: np.ndarray, scale: int, patch_px: int, patches: int) ->
     else ``(hr, None)``: ``augment_pair`` then makes each patch's LR from the patch and its
     margin, the same values at less cost for few patches per image."""
     hr = crop_to_scale(image, scale)
-    margin_px = 2 * CONTEXT_LR_PX * scale
-    if patches * (patch_px + margin_px) ** 2 >= hr.size:
-        return hr, _lr_u8(hr, scale)
+    if patches * (patch_px + 2 * CONTEXT_LR_PX * scale) ** 2 >= hr.size:
+        return image_lr(image, scale)
     return hr, None
 
 

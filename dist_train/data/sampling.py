@@ -20,7 +20,7 @@ One plan serves every backend (folder, torch, dali) so that their epochs mean th
   patches of up to ``batch_size`` images. An epoch is therefore ``k`` times as many batches, and
   every image of the split is still seen once per epoch, as ``k`` patches. With ``k = 1`` the
   batches are exactly those of one patch per image.
-* **Augmentation** (random HR crop, flips, transpose: the 8 symmetries of the square, i.e. all flips
+* **Augmentation** (random crop on the LR grid, flips, transpose: the 8 symmetries of the square, i.e. all flips
   and 90-degree rotations) is drawn from a generator seeded by ``(seed, rank, epoch, group)``, as
   is the mixing of the group's patches, so a batch is a pure function of its position: the basis
   of exact mid-epoch resume.
@@ -95,8 +95,9 @@ class Augment:
     """Random augmentation of one training sample, independent of the image size.
 
     ``crop_x``/``crop_y`` in [0, 1) choose the patch: the anchor is ``floor(u * (size - patch + 1))``
-    (``crop_anchor``), uniform over all valid positions, computed in float32 so that DALI's
-    in-graph arithmetic gives the same integer. ``transpose`` then ``flip_h``/``flip_v``
+    (``crop_anchor``) in LR pixels, uniform over all positions of the LR patch in the image's LR
+    (the HR patch lies ``scale`` times further, ``samples.augment_pair``), computed in float32 so
+    that DALI's in-graph arithmetic gives the same integer. ``transpose`` then ``flip_h``/``flip_v``
     give the 8 symmetries of the square (all flips and 90-degree rotations).
     """
 
