@@ -14,8 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dist_train.data import build_train_loader, build_val_loader
-from dist_train.data import sampling
+from dist_train.data import build_train_loader, build_val_loader, sampling
 from dist_train.data.samples import augment_pair, decode_gray8, image_lr, training_pair
 from dist_train.data.shards_torch import decode_sample
 from dist_train.data.shardset import load_split
