@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from dist_train.precision import cpu_has_native_bf16
+
 LIMITS = (
     "Input: 8-bit chest radiographs like NIH ChestX-ray14 PNGs (or DICOMs windowed to 8 bits), "
     "degraded as docs/contracts.md §3 describes; other degradations (noise, JPEG, other scanners' "
@@ -38,7 +40,8 @@ def _machine() -> str:
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
         fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
-        return f"{fields['Model name'].strip()}, {fields['CPU(s)'].strip()} CPUs"
+        bf16 = "bf16 in hardware" if cpu_has_native_bf16() else "no bf16 in hardware"
+        return f"{fields['Model name'].strip()}, {fields['CPU(s)'].strip()} CPUs, {bf16}"
     except (OSError, KeyError, subprocess.SubprocessError):
         return platform.processor() or platform.machine()
 

@@ -18,8 +18,9 @@ from tests.dist_helpers import process_env
 
 pytestmark = pytest.mark.slow
 STEPS = 500
-# measured +0.14 dB on 512 px centre crops of the 8 validation images (AMD EPYC, 2 cores, 2 min);
-# the full recipe reaches +1.55 dB (export/models/MODEL_CARD.md)
+# measured +0.14 dB on 512 px centre crops of the 8 validation images (AVX2-only AMD EPYC, fp32,
+# 2 cores, 2 min) and +0.19 dB (AMD EPYC with AVX-512-BF16, bf16, CompactSR's centred input); the
+# full recipe reaches +2.17 dB (export/models/MODEL_CARD.md)
 MIN_GAIN_DB = 0.05
 
 

@@ -21,10 +21,10 @@ from export.model_card import render_card
 from export.torchscript import load_torchscript
 from launch.cli import main as cxr_sr
 
-# The gain over bicubic on ../shared/realxray's NIH PNGs: measured +1.26 dB (the model card's
-# table); the floor leaves slack for another CPU's kernels while still failing for a model that has
-# not learnt (an untrained generator is exactly bicubic: 0 dB). The aim was +1.5 dB: not reached.
-MIN_REAL_GAIN_DB = 0.8
+# The gain over bicubic on ../shared/realxray's NIH PNGs: measured +1.81 dB (the model card's
+# table); the floor is the +1.5 dB the model was made to reach, which leaves 0.3 dB for another
+# CPU's kernels while still failing for a model that has not learnt (untrained = bicubic: 0 dB).
+MIN_REAL_GAIN_DB = 1.5
 MAX_GMAC = 10.0
 SHIPPED_MAX_BYTES = 5 * 2**20
 

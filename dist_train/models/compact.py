@@ -11,6 +11,13 @@ the untrained generator is exactly bicubic interpolation. The residual is added 
 under bf16 autocast: the base is the image itself, and bf16 rounds bright pixels to about one gray
 level, the size of the detail the network adds.
 
+The head sees the input centred on mid-gray (``x - 0.5``), as EDSR subtracts its data mean. On raw
+[0, 1] intensities a head channel's pre-activation is mostly its weights' sum times the image's
+brightness, so at initialisation most PReLUs sit on one side of their kink (7 of 32 head channels
+straddle it on a real radiograph, 15 of 32 centred) and the network starts out nearly linear: it
+then plateaus at the gain of a linear sharpening filter before its nonlinear jump, which came about
+500 steps sooner with the centred input (benchmarks/RESULTS.md, the default model section).
+
 Only convolutions, PReLU, pixel shuffle and the ATen bicubic op: TorchScript, .pt2 and the C++
 example need nothing new.
 """
@@ -51,7 +58,7 @@ class CompactSR(nn.Module):
         nn.init.zeros_(self.tail.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.head(x)
+        features = self.head(x - 0.5)
         features = features + self.trunk(features)
         residual = self.shuffle(self.tail(features))
         return residual.float() + bicubic_upsample(x.float(), self.scale)
