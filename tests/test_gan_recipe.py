@@ -20,13 +20,11 @@ from dist_train.trainer import Trainer
 pytestmark = pytest.mark.slow
 CPU = DistEnv(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
 STEPS = 80
-# Floors from measured runs of this test (AMD EPYC, the recipe's 128 px x 16 patches). From the
-# shipped model of 2026-12-01 (3,800 steps), 40 steps took the HF ratio 0.090 -> 0.136 (seed 0) and
-# -> 0.177 (seed 1), PSNR -0.14 and -0.23 dB, D's lowest interval 0.89 and 0.94. The sharper shipped
-# model of 2026-12-02 (10,000 steps) starts slower: 0.088 -> 0.106 at 40 steps, 0.153 at 80 (PSNR
-# -0.17 dB), 0.184 at 120, and 0.089 at 40 with the adversarial and feature terms off (so the rise
-# is D's doing). At 96 px x 8, 60 steps cost seed 0 1.15 dB: the test keeps the recipe's patches
-# and batch.
+# Floors from measured runs of this test from the shipped model (AMD EPYC, the recipe's 128 px x 16
+# patches): HF ratio 0.088 -> 0.106 at 40 steps, 0.153 at 80 (PSNR -0.17 dB), 0.184 at 120; with the
+# adversarial and feature terms off, 0.089 at 40, so the rise is D's doing. A sharper PSNR model
+# starts sharpening later (an earlier, weaker one reached 0.136-0.177 in 40 steps), hence 80 steps.
+# At 96 px x 8, 60 steps cost 1.15 dB: the test keeps the recipe's patches and batch.
 HF_GAIN_FLOOR = 0.02
 # Every logging interval, not only the first: with lr_g 1e-4 G overtook D within 10-20 steps and
 # D's interval means fell to 0.1-0.4 (benchmarks/RESULTS.md, GAN recipe section).

@@ -7,12 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 images=${1:-../shared/nih-sample}
-steps=${2:-10000}
+# STEPS overrides cxr_cpu.yaml's train.pretrain_steps; without it the recipe's own count is used
 run=runs/default_model
+overrides=("data.images=$images" "train.out_dir=$run" ${2:+"train.pretrain_steps=$2"})
 out=export/models
 bin=.venv/bin
-command="cxr-sr train --config cxr_cpu data.images=$images train.out_dir=$run train.pretrain_steps=$steps"
-"$bin/cxr-sr" train --config cxr_cpu --resume "data.images=$images" "train.out_dir=$run" "train.pretrain_steps=$steps"
+command="cxr-sr train --config cxr_cpu ${overrides[*]}"
+"$bin/cxr-sr" train --config cxr_cpu --resume "${overrides[@]}"
 "$bin/cxr-sr" export --run "$run" --out "$out/cxr_sr_x4.pt" --parity-images ../shared/realxray
 # the .pt2 (AOTInductor) form, for the runtime table only: compiled for this machine, not shipped,
 # and timed only if it passes the same parity check (it did not on 2026-12-01: benchmarks/RESULTS.md)
